@@ -1,0 +1,95 @@
+//! Meridian's HTTP/JSON API (axum).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/kv/{key}` | one key (`?consistency=`, `?revision=`) |
+//! | `PUT /v1/kv/{key}` | write the raw body as the value (`?prev_kv=true`, `Idempotency-Key`) |
+//! | `DELETE /v1/kv/{key}` | delete a key, or with `?prefix=true` a prefix |
+//! | `GET /v1/kv?prefix=` | one page of a scan (`limit`, `after`, `revision`, `keys_only`) |
+//! | `POST /v1/txn` | a transaction ([`txn`]) |
+//! | `POST /v1/compact` | compact below `{"revision":N}` |
+//! | `GET /v1/cluster` | the cluster view |
+//! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
+//!
+//! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
+//! Every error is `{"error":{"code":"...","message":"..."}}` ([`error`]).
+
+pub mod error;
+pub mod json;
+pub mod kv;
+pub mod request_id;
+pub mod txn;
+
+use crate::http::error::{HttpError, error_response};
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use meridian_node::{ClientApi, ClusterView};
+use meridian_types::MeridianError;
+
+/// Content type of `/metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The HTTP routes alone, without a fallback. Bodies over `limits().request_bytes_max` are
+/// refused with 413 `request_too_large`.
+pub fn routes<A: ClientApi>(api: A) -> Router {
+    let body_max = api.limits().request_bytes_max;
+    Router::new()
+        .route("/v1/kv", get(kv::scan::<A>))
+        .route("/v1/kv/", any(kv::empty_key))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get_key::<A>)
+                .put(kv::put_key::<A>)
+                .delete(kv::delete_key::<A>),
+        )
+        .route("/v1/txn", post(txn::txn::<A>))
+        .route("/v1/compact", post(kv::compact::<A>))
+        .route("/v1/cluster", get(cluster::<A>))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<A>))
+        .route("/metrics", get(metrics::<A>))
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(api)
+}
+
+/// A path no route serves: JSON 404.
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    let err = MeridianError::invalid(format!("no route for {method} {}", uri.path()));
+    error_response(StatusCode::NOT_FOUND, &err)
+}
+
+/// A route that does not take this method: JSON 405.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let err = MeridianError::invalid(format!("{method} is not allowed on {}", uri.path()));
+    error_response(StatusCode::METHOD_NOT_ALLOWED, &err)
+}
+
+async fn cluster<A: ClientApi>(State(api): State<A>) -> Result<Json<ClusterView>, HttpError> {
+    Ok(Json(api.cluster_view().await?))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// 200 `ok` when the node is in an initialised cluster and reaches the meta leader, else 503
+/// with the reason.
+async fn readyz<A: ClientApi>(State(api): State<A>) -> Response {
+    match api.ready().await {
+        Ok(()) => "ok".into_response(),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+async fn metrics<A: ClientApi>(State(api): State<A>) -> Response {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        api.metrics_text(),
+    )
+        .into_response()
+}

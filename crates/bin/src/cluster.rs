@@ -1,0 +1,243 @@
+//! `meridian cluster init|status`.
+
+use anyhow::{Context, bail};
+use meridian_node::ClusterView;
+use meridian_node::layout::initial_map;
+use meridian_node::messages::{Hello, M_HELLO, M_INIT};
+use meridian_transport::{Envelope, GrpcTransport, Transport};
+use meridian_types::{ClusterId, GroupId, MeridianError, NodeId};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    cmd: ClusterCmd,
+}
+
+#[derive(clap::Subcommand)]
+enum ClusterCmd {
+    /// Create a cluster from running nodes that have not joined one.
+    Init {
+        /// Every node of the new cluster (comma-separated host:port).
+        #[arg(
+            long,
+            env = "MERIDIAN_ENDPOINTS",
+            value_delimiter = ',',
+            required = true
+        )]
+        endpoints: Vec<String>,
+        /// Split the key space into this many ranges, each its own Raft group.
+        #[arg(long, default_value_t = 1)]
+        ranges: u32,
+    },
+    /// Show nodes, ranges, leaders, terms, applied indexes and health.
+    Status {
+        #[arg(
+            long,
+            env = "MERIDIAN_ENDPOINTS",
+            value_delimiter = ',',
+            default_value = "127.0.0.1:2379"
+        )]
+        endpoints: Vec<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+}
+
+pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
+    match a.cmd {
+        ClusterCmd::Init { endpoints, ranges } => {
+            let id = init_cluster(&endpoints, ranges).await?;
+            println!(
+                "initialised cluster {id:016x}: {} nodes, {ranges} range(s)",
+                endpoints.len()
+            );
+            Ok(())
+        }
+        ClusterCmd::Status { endpoints, output } => {
+            let view = fetch_view(&endpoints).await?;
+            if output == "json" {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", render_view(&view));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn envelope(method: &str, payload: Vec<u8>) -> Envelope {
+    Envelope {
+        cluster_id: ClusterId(0),
+        from: NodeId(0),
+        to: NodeId(0),
+        group: GroupId::META,
+        method: method.into(),
+        payload,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// Initialises a cluster of the nodes at `endpoints`, then waits until every range has a leader.
+pub async fn init_cluster(endpoints: &[String], ranges: u32) -> anyhow::Result<u64> {
+    if endpoints.is_empty() {
+        bail!("no endpoints given");
+    }
+    let t = GrpcTransport::new();
+    let mut hellos = Vec::new();
+    for ep in endpoints {
+        let bytes = t
+            .call_addr(ep, envelope(M_HELLO, Vec::new()))
+            .await
+            .with_context(|| format!("reach node at {ep}"))?;
+        let h: Hello =
+            postcard::from_bytes(&bytes).with_context(|| format!("decode the answer of {ep}"))?;
+        hellos.push(h);
+    }
+    let cluster_id = ClusterId(rand::random::<u64>() | 1);
+    let map = initial_map(cluster_id, &hellos, ranges).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let payload = postcard::to_allocvec(&map)?;
+    for h in &hellos {
+        let bytes = t
+            .call_addr(&h.addr, envelope(M_INIT, payload.clone()))
+            .await
+            .with_context(|| format!("initialise node {}", h.node_id))?;
+        let r: Result<(), MeridianError> = postcard::from_bytes(&bytes)?;
+        r.map_err(|e| anyhow::anyhow!("node {} refused init: {e}", h.node_id))?;
+    }
+    wait_ready(endpoints, Duration::from_secs(60)).await?;
+    Ok(cluster_id.0)
+}
+
+/// GET /v1/cluster from the first endpoint that answers.
+pub async fn fetch_view(endpoints: &[String]) -> anyhow::Result<ClusterView> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut last = None;
+    for ep in endpoints {
+        let url = if ep.starts_with("http") {
+            format!("{ep}/v1/cluster")
+        } else {
+            format!("http://{ep}/v1/cluster")
+        };
+        match http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(r.json::<ClusterView>().await?),
+            Ok(r) => {
+                let status = r.status();
+                last = Some(anyhow::anyhow!(
+                    "{ep}: {status}: {}",
+                    r.text().await.unwrap_or_default()
+                ))
+            }
+            Err(e) => last = Some(anyhow::anyhow!("{ep}: {e}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
+}
+
+/// Waits until the cluster map is known and every range (and the meta group) has a leader.
+pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match fetch_view(endpoints).await {
+            Ok(v) if !v.ranges.is_empty() && v.ranges.iter().all(|r| r.leader.is_some()) => {
+                return Ok(());
+            }
+            Ok(v) => {
+                let missing: Vec<String> = v
+                    .ranges
+                    .iter()
+                    .filter(|r| r.leader.is_none())
+                    .map(|r| r.id.to_string())
+                    .collect();
+                format!("ranges without a leader: {}", missing.join(", "))
+            }
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            bail!("cluster not ready after {timeout:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn render_view(v: &ClusterView) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "cluster {:016x} (answered by node {})",
+        v.cluster_id, v.node_id
+    );
+    let _ = writeln!(s, "\nNODES");
+    let _ = writeln!(
+        s,
+        "{:<5} {:<22} {:<10} {:<6} {:<8} HEALTH",
+        "ID", "ADDRESS", "REGION", "ZONE", "STATE"
+    );
+    for n in &v.nodes {
+        let _ = writeln!(
+            s,
+            "{:<5} {:<22} {:<10} {:<6} {:<8} {}",
+            n.id,
+            n.addr,
+            n.region,
+            n.zone,
+            n.state,
+            if n.healthy { "ok" } else { "unreachable" }
+        );
+    }
+    let _ = writeln!(s, "\nRANGES");
+    let _ = writeln!(
+        s,
+        "{:<5} {:<12} {:<12} {:<12} {:<7} {:<6} {:<9} HEALTH",
+        "ID", "START", "END", "REPLICAS", "LEADER", "TERM", "APPLIED"
+    );
+    for r in &v.ranges {
+        let name = if r.id == 0 {
+            "meta".to_string()
+        } else {
+            r.id.to_string()
+        };
+        let reps = r
+            .replicas
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let show = |k: &str| {
+            if k.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{k:?}")
+            }
+        };
+        let health = match r.leader {
+            None => "no leader",
+            Some(l) if v.nodes.iter().any(|n| n.id == l && n.healthy) => "ok",
+            Some(_) => "leader unreachable",
+        };
+        let _ = writeln!(
+            s,
+            "{:<5} {:<12} {:<12} {:<12} {:<7} {:<6} {:<9} {}",
+            name,
+            if r.id == 0 {
+                "-".into()
+            } else {
+                show(&r.start)
+            },
+            if r.id == 0 { "-".into() } else { show(&r.end) },
+            reps,
+            r.leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.term,
+            r.applied_index
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            health
+        );
+    }
+    s
+}

@@ -1,0 +1,295 @@
+//! `meridian kv get|put|del|scan|cas`: read and write keys through [`meridian_client::Client`].
+//!
+//! Errors end the command with a non-zero exit and `error: <code>: <message>` on stderr (the
+//! client's errors print as `<code>: <message>`, so no context is added to them). `cas` exits 1
+//! when the comparison fails.
+
+use anyhow::bail;
+use meridian_client::{Client, Consistency, KeyValue, ScanOptions};
+use std::io::{Read, Write};
+
+/// Keys asked for per page when `scan` pages through a prefix.
+const SCAN_PAGE_KEYS: u64 = 1000;
+
+/// Largest value `put` reads from stdin; the server refuses larger values anyway.
+const STDIN_VALUE_BYTES_MAX: u64 = 64 << 20;
+
+#[derive(clap::Args)]
+pub struct KvArgs {
+    #[command(subcommand)]
+    cmd: KvCmd,
+    /// Nodes to talk to (comma-separated host:port); any node serves any key.
+    #[arg(
+        long,
+        global = true,
+        env = "MERIDIAN_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    endpoints: Vec<String>,
+    /// How to print answers.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(clap::Subcommand)]
+enum KvCmd {
+    /// Print the value of a key.
+    Get {
+        key: String,
+        #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+        consistency: ConsistencyArg,
+    },
+    /// Write a value (read from stdin when VALUE is left out); prints the revision.
+    Put { key: String, value: Option<String> },
+    /// Delete a key, or every key starting with it; prints how many were deleted.
+    Del {
+        key: String,
+        /// Delete every key that starts with KEY.
+        #[arg(long)]
+        prefix: bool,
+    },
+    /// Print keys and values (`key value` lines) in key order.
+    Scan {
+        /// Only keys starting with this [default: every key].
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many keys [default: all].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Start after this key (exclusive).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+        consistency: ConsistencyArg,
+    },
+    /// Compare-and-set: write NEW only if KEY holds OLD (--expect) or does not exist
+    /// (--expect-absent). Prints `ok` (exit 0) or `failed` (exit 1).
+    #[command(group(clap::ArgGroup::new("expectation").required(true).args(["expect", "expect_absent"])))]
+    Cas {
+        key: String,
+        new: String,
+        /// The value KEY must hold.
+        #[arg(long)]
+        expect: Option<String>,
+        /// KEY must not exist.
+        #[arg(long)]
+        expect_absent: bool,
+    },
+}
+
+/// How a command prints its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// `--consistency` of reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsistencyArg {
+    /// The range leader confirms it still leads, then serves.
+    Linearizable,
+    /// The range leader serves within its lease.
+    Lease,
+    /// The nearest replica serves what it has.
+    Local,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(c: ConsistencyArg) -> Self {
+        match c {
+            ConsistencyArg::Linearizable => Consistency::Linearizable,
+            ConsistencyArg::Lease => Consistency::Lease,
+            ConsistencyArg::Local => Consistency::Local,
+        }
+    }
+}
+
+/// `get --output json`: the HTTP API's shape, the key's fields then the read's revision.
+#[derive(serde::Serialize)]
+struct GetJson<'a> {
+    #[serde(flatten)]
+    kv: &'a KeyValue,
+    revision: u64,
+}
+
+/// `scan --output json`, like `GET /v1/kv?prefix=`; `count` is the number of keys printed.
+#[derive(serde::Serialize)]
+struct ScanJson<'a> {
+    kvs: &'a [KeyValue],
+    more: bool,
+    count: usize,
+    revision: u64,
+}
+
+pub async fn run(args: KvArgs) -> anyhow::Result<()> {
+    let client = Client::connect(args.endpoints)?;
+    let out = args.output;
+    match args.cmd {
+        KvCmd::Get { key, consistency } => get(&client, out, &key, consistency.into()).await,
+        KvCmd::Put { key, value } => {
+            let value = match value {
+                Some(v) => v.into_bytes(),
+                None => read_stdin()?,
+            };
+            let revision = client.put(&key, &value).await?;
+            match out {
+                Output::Text => println!("{revision}"),
+                Output::Json => println!("{}", serde_json::json!({ "revision": revision })),
+            }
+            Ok(())
+        }
+        KvCmd::Del { key, prefix } => {
+            let r = if prefix {
+                client.delete_prefix(&key).await?
+            } else {
+                client.delete(&key).await?
+            };
+            match out {
+                Output::Text => println!("{}", r.deleted),
+                Output::Json => println!("{}", serde_json::to_string(&r)?),
+            }
+            Ok(())
+        }
+        KvCmd::Scan {
+            prefix,
+            limit,
+            after,
+            consistency,
+        } => {
+            let opts = ScanOptions {
+                prefix: prefix.into_bytes(),
+                after: after.map(String::into_bytes),
+                consistency: consistency.into(),
+                ..Default::default()
+            };
+            scan(&client, out, opts, limit).await
+        }
+        KvCmd::Cas {
+            key,
+            new,
+            expect,
+            expect_absent,
+        } => {
+            let expected = if expect_absent {
+                None
+            } else {
+                expect.map(String::into_bytes)
+            };
+            let r = client
+                .compare_and_set(&key, expected.as_deref(), &new)
+                .await?;
+            match out {
+                Output::Text => println!("{}", if r.succeeded { "ok" } else { "failed" }),
+                Output::Json => println!("{}", serde_json::to_string(&r)?),
+            }
+            if !r.succeeded {
+                // Not an error worth an `error:` line: the answer is "no", told by the exit code.
+                std::io::stdout().flush()?;
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn get(
+    client: &Client,
+    out: Output,
+    key: &str,
+    consistency: Consistency,
+) -> anyhow::Result<()> {
+    let r = client.get_with_revision(key, consistency).await?;
+    let Some(kv) = r.kv else {
+        bail!("key_not_found: key {key:?} does not exist");
+    };
+    let mut stdout = std::io::stdout().lock();
+    match out {
+        Output::Text => {
+            stdout.write_all(&kv.value)?;
+            stdout.write_all(b"\n")?;
+        }
+        Output::Json => {
+            let j = GetJson {
+                kv: &kv,
+                revision: r.revision,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&j)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pages through the keys of `opts` at one revision, up to `limit` keys.
+async fn scan(
+    client: &Client,
+    out: Output,
+    mut opts: ScanOptions,
+    limit: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut kvs: Vec<KeyValue> = Vec::new();
+    let mut revision = 0;
+    let mut more;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let wanted = limit.map_or(SCAN_PAGE_KEYS, |l| {
+            (l - kvs.len() as u64).min(SCAN_PAGE_KEYS)
+        });
+        opts.limit = wanted;
+        let page = client.scan_with(&opts).await?;
+        if revision == 0 {
+            // Later pages read the snapshot of the first.
+            revision = page.revision;
+            opts.revision = revision;
+        }
+        more = page.more;
+        if out == Output::Text {
+            for kv in &page.kvs {
+                stdout.write_all(&kv.key)?;
+                stdout.write_all(b" ")?;
+                stdout.write_all(&kv.value)?;
+                stdout.write_all(b"\n")?;
+            }
+        }
+        let last = page.kvs.last().map(|kv| kv.key.clone());
+        let got = page.kvs.len() as u64;
+        kvs.extend(page.kvs);
+        let reached_limit = limit.is_some_and(|l| kvs.len() as u64 >= l);
+        match last {
+            Some(last) if more && !reached_limit && got > 0 => opts.after = Some(last),
+            _ => break,
+        }
+    }
+    match out {
+        Output::Text => {
+            if more && let Some(last) = kvs.last() {
+                eprintln!(
+                    "(more keys follow; continue with --after {:?})",
+                    last.key_str()
+                );
+            }
+        }
+        Output::Json => {
+            let j = ScanJson {
+                count: kvs.len(),
+                kvs: &kvs,
+                more,
+                revision,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&j)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut value = Vec::new();
+    std::io::stdin()
+        .take(STDIN_VALUE_BYTES_MAX + 1)
+        .read_to_end(&mut value)?;
+    if value.len() as u64 > STDIN_VALUE_BYTES_MAX {
+        bail!("value_too_large: the value on stdin is larger than {STDIN_VALUE_BYTES_MAX} bytes");
+    }
+    Ok(value)
+}

@@ -1,0 +1,89 @@
+//! Layer: bin. The `meridian` command: `server`, `cluster`, `kv`, `bench`, `playground`.
+
+mod bench;
+mod cluster;
+mod config;
+mod kv_cmd;
+mod playground;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "meridian",
+    version,
+    about = "A sharded, Raft-replicated, multi-region key-value store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node.
+    Server(server::ServerArgs),
+    /// Create a cluster and look at it.
+    Cluster(cluster::ClusterArgs),
+    /// Read and write keys.
+    Kv(kv_cmd::KvArgs),
+    /// Measure throughput and latency against a running cluster.
+    Bench(bench::BenchArgs),
+    /// Start a 5-node, 3-region cluster on this machine to try Meridian.
+    Playground(playground::PlaygroundArgs),
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MERIDIAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Server(a) => {
+                init_tracing("info,openraft=warn,fjall=warn,lsm_tree=warn");
+                server::run(a).await
+            }
+            Cmd::Cluster(a) => {
+                init_tracing("warn");
+                cluster::run(a).await
+            }
+            Cmd::Kv(a) => {
+                init_tracing("warn");
+                kv_cmd::run(a).await
+            }
+            Cmd::Bench(a) => {
+                init_tracing("warn");
+                bench::run(a).await
+            }
+            Cmd::Playground(a) => {
+                init_tracing("info");
+                playground::run(a).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

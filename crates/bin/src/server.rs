@@ -1,0 +1,203 @@
+//! `meridian server`: one node serving node RPC, etcd gRPC and HTTP on one address.
+
+use crate::config::{FileConfig, check_addr, pick};
+use anyhow::{Context, bail};
+use meridian_node::{Node, NodeConfig};
+use meridian_transport::{GrpcTransport, node_rpc_service};
+use meridian_types::NodeId;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// TOML config file; flags and MERIDIAN_* variables override it.
+    #[arg(long, env = "MERIDIAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id (a positive integer, unique in the cluster, never reused).
+    #[arg(long, env = "MERIDIAN_ID")]
+    id: Option<u64>,
+    /// Address to listen on for everything: node RPC, etcd gRPC and HTTP [default: 127.0.0.1:2379].
+    #[arg(long, env = "MERIDIAN_LISTEN")]
+    listen: Option<String>,
+    /// Address other nodes and clients use to reach this node [default: the listen address].
+    #[arg(long, env = "MERIDIAN_ADVERTISE")]
+    advertise: Option<String>,
+    /// Where the node keeps its data [default: ./meridian-data-<id>].
+    #[arg(long, env = "MERIDIAN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, env = "MERIDIAN_REGION")]
+    region: Option<String>,
+    #[arg(long, env = "MERIDIAN_ZONE")]
+    zone: Option<String>,
+    /// Join an existing cluster through these members (comma-separated host:port).
+    #[arg(long, env = "MERIDIAN_JOIN", value_delimiter = ',')]
+    join: Option<Vec<String>>,
+    /// Acknowledge writes before they are fsynced. Unsafe: for experiments only.
+    #[arg(long, env = "MERIDIAN_NO_FSYNC")]
+    no_fsync: bool,
+    #[arg(long, env = "MERIDIAN_HEARTBEAT_INTERVAL_MS")]
+    heartbeat_interval_ms: Option<u64>,
+    #[arg(long, env = "MERIDIAN_ELECTION_TIMEOUT_MIN_MS")]
+    election_timeout_min_ms: Option<u64>,
+    #[arg(long, env = "MERIDIAN_ELECTION_TIMEOUT_MAX_MS")]
+    election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot (and purge the log before it) after this many entries.
+    #[arg(long, env = "MERIDIAN_SNAPSHOT_LOGS_MAX")]
+    snapshot_logs_max: Option<u64>,
+}
+
+/// How long a stopping node waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+fn node_config(a: &ServerArgs, f: FileConfig, listen: &str) -> anyhow::Result<NodeConfig> {
+    let id = pick(a.id, f.id, || 0);
+    if id == 0 {
+        bail!("--id is required (a positive integer unique in the cluster)");
+    }
+    let advertise = pick(a.advertise.clone(), f.advertise.clone(), || {
+        listen.to_string()
+    });
+    check_addr("--advertise", &advertise)?;
+    if advertise.starts_with("0.0.0.0:") || advertise.starts_with("[::]:") {
+        bail!(
+            "--advertise must be an address others can reach, not {advertise}; set --advertise when listening on all interfaces"
+        );
+    }
+    let data_dir = pick(a.data_dir.clone(), f.data_dir.clone(), || {
+        PathBuf::from(format!("meridian-data-{id}"))
+    });
+    let mut cfg = NodeConfig::new(NodeId(id), advertise, data_dir);
+    cfg.region = pick(a.region.clone(), f.region.clone(), || "default".into());
+    cfg.zone = pick(a.zone.clone(), f.zone.clone(), || "default".into());
+    cfg.join = pick(a.join.clone(), f.join.clone(), Vec::new);
+    cfg.fsync = !a.no_fsync && f.fsync.unwrap_or(true);
+    let d = cfg.raft.clone();
+    cfg.raft.heartbeat_interval_ms = pick(a.heartbeat_interval_ms, f.heartbeat_interval_ms, || {
+        d.heartbeat_interval_ms
+    });
+    cfg.raft.election_timeout_min_ms =
+        pick(a.election_timeout_min_ms, f.election_timeout_min_ms, || {
+            d.election_timeout_min_ms
+        });
+    cfg.raft.election_timeout_max_ms =
+        pick(a.election_timeout_max_ms, f.election_timeout_max_ms, || {
+            d.election_timeout_max_ms
+        });
+    cfg.raft.snapshot_logs_max = pick(a.snapshot_logs_max, f.snapshot_logs_max, || {
+        d.snapshot_logs_max
+    });
+    if let Some(ms) = f.request_timeout_ms {
+        cfg.request_timeout = Duration::from_millis(ms);
+    }
+    Ok(cfg)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
+    let file = match &a.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    let listen = pick(a.listen.clone(), file.listen.clone(), || {
+        "127.0.0.1:2379".into()
+    });
+    check_addr("--listen", &listen)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    let bound = listener
+        .local_addr()
+        .context("read the bound address")?
+        .to_string();
+    // With port 0 the advertised address is the one actually bound.
+    let effective_listen = if listen.ends_with(":0") {
+        bound.clone()
+    } else {
+        listen.clone()
+    };
+    let mut cfg = node_config(&a, file, &effective_listen)?;
+    if a.advertise.is_none() && listen.ends_with(":0") {
+        cfg.advertise_addr = bound.clone();
+    }
+    let id = cfg.id;
+    let join = cfg.join.clone();
+    let transport = Arc::new(GrpcTransport::new());
+    let node = Node::start(cfg, transport)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    // Node RPC rides on the same address as the client APIs, under its gRPC service path.
+    let app = meridian_api::client_router(node.clone()).route_service(
+        "/meridian.node.v1.NodeRpc/{*method}",
+        node_rpc_service(node.handler()),
+    );
+
+    println!("meridian node {id} listening on {bound}");
+    tracing::info!(node_id = id.0, addr = %bound, cluster_id = node.cluster_id(), "serving");
+
+    if !join.is_empty() && node.cluster_id() == 0 {
+        let n = node.clone();
+        tokio::spawn(async move {
+            let mut attempt = 0u32;
+            loop {
+                match n.join(&join).await {
+                    Ok(()) => {
+                        tracing::info!(cluster_id = n.cluster_id(), "joined the cluster");
+                        break;
+                    }
+                    Err(e)
+                        if e.code.is_retryable()
+                            || e.code == meridian_types::ErrorCode::NotInitialized =>
+                    {
+                        attempt += 1;
+                        tracing::warn!(attempt, error = %e, "join failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot join the cluster");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!(node_id = id.0, "shutting down");
+    let _ = stop_tx.send(());
+    // Peers keep long-lived connections open; give in-flight requests a moment, not forever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("connections still open after the grace period; closing");
+    }
+    node.shutdown().await;
+    Ok(())
+}

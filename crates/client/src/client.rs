@@ -1,0 +1,645 @@
+//! [`Client`]: keys over etcd's v3 gRPC `KV` service, the cluster map over HTTP, with failover
+//! across endpoints.
+
+use crate::config::{ClientConfig, RESPONSE_BYTES_MAX};
+use crate::consistency::{CONSISTENCY_METADATA, Consistency};
+use crate::endpoint::{lazy_channel, parse_endpoints};
+use crate::error::{ClientError, Idempotence};
+use crate::key_value::KeyValue;
+use crate::keys::{prefix_range_end, scan_bounds};
+use crate::results::{CasResult, DeleteResult, GetResult, PutResult, ScanOptions, ScanPage};
+use crate::topology::Topology;
+use meridian_node::ClusterView;
+use meridian_proto::etcd::etcdserverpb as pb;
+use meridian_proto::etcd::etcdserverpb::kv_client::KvClient;
+use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// gRPC metadata key with a write's client request id, the same for every retry of one call,
+/// so a server that reads it can apply a retried write once (the HTTP API's `Idempotency-Key`).
+pub const IDEMPOTENCY_METADATA: &str = "idempotency-key";
+
+/// Counter making request ids unique within this process.
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A client of a Meridian cluster. Cheap to clone; clones share connections.
+///
+/// Any node serves any request (it forwards to the range leader), so the client sends each call
+/// to the endpoint that last answered and moves on to the next after a connection error,
+/// `unavailable`-like answers or a timeout (the latter only for calls safe to repeat), at most
+/// [`ClientConfig::attempts_max`] times.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoints: Vec<Endpoint>,
+    /// Index of the endpoint that answered last; calls start there.
+    preferred_idx: AtomicUsize,
+    config: ClientConfig,
+    http: reqwest::Client,
+}
+
+/// One node: its base URL and a lazily connected gRPC channel.
+#[derive(Debug)]
+struct Endpoint {
+    url: String,
+    kv: KvClient<Channel>,
+}
+
+impl Client {
+    /// A client of the nodes at `endpoints` (`host:port` or `http://host:port`), with the
+    /// default [`ClientConfig`]. Connects lazily: nothing is sent until the first call. Must be
+    /// called inside a tokio runtime.
+    pub fn connect(endpoints: Vec<String>) -> Result<Self, ClientError> {
+        Self::connect_with(endpoints, ClientConfig::default())
+    }
+
+    /// [`Client::connect`] with explicit timeouts and retry bounds.
+    pub fn connect_with(endpoints: Vec<String>, config: ClientConfig) -> Result<Self, ClientError> {
+        if config.attempts_max == 0 {
+            return Err(ClientError::InvalidArgument(
+                "attempts_max must be at least 1".into(),
+            ));
+        }
+        let endpoints = parse_endpoints(&endpoints)?
+            .into_iter()
+            .map(|url| {
+                let channel = lazy_channel(&url, config.connect_timeout)?;
+                let kv = KvClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
+                Ok(Endpoint { url, kv })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        // The per-call timeout is applied around each attempt, as for gRPC.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| ClientError::InvalidArgument(format!("build the HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoints,
+                preferred_idx: AtomicUsize::new(0),
+                config,
+                http,
+            }),
+        })
+    }
+
+    /// The endpoints' base URLs, e.g. `http://127.0.0.1:2379`.
+    pub fn endpoints(&self) -> Vec<&str> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| e.url.as_str())
+            .collect()
+    }
+
+    /// The value of `key`, `None` if it does not exist.
+    pub async fn get(
+        &self,
+        key: impl AsRef<[u8]>,
+        consistency: Consistency,
+    ) -> Result<Option<KeyValue>, ClientError> {
+        Ok(self.get_with_revision(key, consistency).await?.kv)
+    }
+
+    /// The value of `key` and the revision the read saw.
+    pub async fn get_with_revision(
+        &self,
+        key: impl AsRef<[u8]>,
+        consistency: Consistency,
+    ) -> Result<GetResult, ClientError> {
+        let req = pb::RangeRequest {
+            key: key.as_ref().to_vec(),
+            serializable: consistency.serializable(),
+            ..Default::default()
+        };
+        let resp = self.range(req, consistency).await?;
+        Ok(GetResult {
+            revision: header_revision(resp.header.as_ref()),
+            kv: resp.kvs.into_iter().next().map(KeyValue::from),
+        })
+    }
+
+    /// Writes `value` at `key`; returns the write's revision.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<u64, ClientError> {
+        let req = pb::PutRequest {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            ..Default::default()
+        };
+        let resp = self.put_request(req, Idempotence::Idempotent).await?;
+        Ok(header_revision(resp.header.as_ref()))
+    }
+
+    /// Writes `value` at `key` and returns the previous key-value too, if there was one.
+    pub async fn put_prev(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<PutResult, ClientError> {
+        let req = pb::PutRequest {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            prev_kv: true,
+            ..Default::default()
+        };
+        // A repeated put would report its own first try as the previous value.
+        let resp = self.put_request(req, Idempotence::NotIdempotent).await?;
+        Ok(PutResult {
+            revision: header_revision(resp.header.as_ref()),
+            prev_kv: resp.prev_kv.map(KeyValue::from),
+        })
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<DeleteResult, ClientError> {
+        let req = pb::DeleteRangeRequest {
+            key: key.as_ref().to_vec(),
+            ..Default::default()
+        };
+        self.delete_range(req).await
+    }
+
+    /// Deletes every key starting with `prefix` (every key for an empty prefix). A prefix that
+    /// spans several ranges is deleted range by range: each part atomic, the whole not.
+    pub async fn delete_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> Result<DeleteResult, ClientError> {
+        let (key, range_end) = scan_bounds(prefix.as_ref(), None);
+        debug_assert_eq!(range_end, prefix_range_end(prefix.as_ref()));
+        self.delete_range(pb::DeleteRangeRequest {
+            key,
+            range_end,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Up to `limit` keys (0: the server's page limit) starting with `prefix`, after `after`
+    /// (exclusive), read linearizably.
+    pub async fn scan(
+        &self,
+        prefix: impl AsRef<[u8]>,
+        limit: u64,
+        after: Option<&[u8]>,
+    ) -> Result<ScanPage, ClientError> {
+        self.scan_with(&ScanOptions {
+            prefix: prefix.as_ref().to_vec(),
+            limit,
+            after: after.map(<[u8]>::to_vec),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// One page of a scan, as `opts` says.
+    pub async fn scan_with(&self, opts: &ScanOptions) -> Result<ScanPage, ClientError> {
+        let (key, range_end) = scan_bounds(&opts.prefix, opts.after.as_deref());
+        let req = pb::RangeRequest {
+            key,
+            range_end,
+            limit: to_wire("limit", opts.limit)?,
+            revision: to_wire("revision", opts.revision)?,
+            serializable: opts.consistency.serializable(),
+            ..Default::default()
+        };
+        let resp = self.range(req, opts.consistency).await?;
+        Ok(ScanPage {
+            revision: header_revision(resp.header.as_ref()),
+            more: resp.more,
+            count: u64::try_from(resp.count).unwrap_or(0),
+            kvs: resp.kvs.into_iter().map(KeyValue::from).collect(),
+        })
+    }
+
+    /// Sets `key` to `new_value` if its value is `expected`, or, for `None`, if it does not
+    /// exist. Returns whether it did.
+    pub async fn cas(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new_value: impl AsRef<[u8]>,
+    ) -> Result<bool, ClientError> {
+        Ok(self
+            .compare_and_set(key, expected, new_value)
+            .await?
+            .succeeded)
+    }
+
+    /// [`Client::cas`], with the revision of the answer.
+    pub async fn compare_and_set(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new_value: impl AsRef<[u8]>,
+    ) -> Result<CasResult, ClientError> {
+        let key = key.as_ref().to_vec();
+        let compare = match expected {
+            Some(value) => pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Value as i32,
+                key: key.clone(),
+                range_end: Vec::new(),
+                target_union: Some(TargetUnion::Value(value.to_vec())),
+            },
+            None => pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Create as i32,
+                key: key.clone(),
+                range_end: Vec::new(),
+                target_union: Some(TargetUnion::CreateRevision(0)),
+            },
+        };
+        let put = pb::PutRequest {
+            key,
+            value: new_value.as_ref().to_vec(),
+            ..Default::default()
+        };
+        let txn = pb::TxnRequest {
+            compare: vec![compare],
+            success: vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(put)),
+            }],
+            failure: Vec::new(),
+        };
+        let resp = self.txn(txn).await?;
+        Ok(CasResult {
+            succeeded: resp.succeeded,
+            revision: header_revision(resp.header.as_ref()),
+        })
+    }
+
+    /// An etcd transaction, passed through as is. Every key it touches must live in one range
+    /// (`cross_range_txn`). Not retried after a timeout: it may have been applied.
+    pub async fn txn(&self, txn: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
+        let timeout = self.inner.config.call_timeout;
+        let request_id = next_request_id();
+        self.failover(Idempotence::NotIdempotent, |ep| {
+            let mut kv = ep.kv.clone();
+            let req = write_request(txn.clone(), timeout, &request_id);
+            let url = ep.url.clone();
+            async move {
+                kv.txn(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| status_error(&url, &s))
+            }
+        })
+        .await
+    }
+
+    /// The cluster map (nodes, ranges, leaders) as the first endpoint that answers knows it,
+    /// from `GET /v1/cluster`.
+    pub async fn cluster_view(&self) -> Result<ClusterView, ClientError> {
+        let http = self.inner.http.clone();
+        self.failover(Idempotence::Idempotent, |ep| {
+            let http = http.clone();
+            let url = ep.url.clone();
+            async move { get_json::<ClusterView>(&http, &url, "/v1/cluster").await }
+        })
+        .await
+    }
+
+    /// Which node leads the range of each key, from [`Client::cluster_view`].
+    pub async fn topology(&self) -> Result<Topology, ClientError> {
+        Ok(Topology::from_view(&self.cluster_view().await?))
+    }
+
+    async fn range(
+        &self,
+        req: pb::RangeRequest,
+        consistency: Consistency,
+    ) -> Result<pb::RangeResponse, ClientError> {
+        let timeout = self.inner.config.call_timeout;
+        self.failover(Idempotence::Idempotent, |ep| {
+            let mut kv = ep.kv.clone();
+            let req = read_request(req.clone(), timeout, consistency);
+            let url = ep.url.clone();
+            async move {
+                kv.range(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| status_error(&url, &s))
+            }
+        })
+        .await
+    }
+
+    async fn put_request(
+        &self,
+        put: pb::PutRequest,
+        idempotence: Idempotence,
+    ) -> Result<pb::PutResponse, ClientError> {
+        let timeout = self.inner.config.call_timeout;
+        let request_id = next_request_id();
+        self.failover(idempotence, |ep| {
+            let mut kv = ep.kv.clone();
+            let req = write_request(put.clone(), timeout, &request_id);
+            let url = ep.url.clone();
+            async move {
+                kv.put(req)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| status_error(&url, &s))
+            }
+        })
+        .await
+    }
+
+    async fn delete_range(&self, del: pb::DeleteRangeRequest) -> Result<DeleteResult, ClientError> {
+        let timeout = self.inner.config.call_timeout;
+        let request_id = next_request_id();
+        let resp = self
+            .failover(Idempotence::Idempotent, |ep| {
+                let mut kv = ep.kv.clone();
+                let req = write_request(del.clone(), timeout, &request_id);
+                let url = ep.url.clone();
+                async move {
+                    kv.delete_range(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| status_error(&url, &s))
+                }
+            })
+            .await?;
+        Ok(DeleteResult {
+            deleted: u64::try_from(resp.deleted).unwrap_or(0),
+            revision: header_revision(resp.header.as_ref()),
+        })
+    }
+
+    /// Runs `attempt` against one endpoint after another, starting at the preferred one, until
+    /// it succeeds, fails with an error that must not fail over, or the attempts run out.
+    async fn failover<T, F, Fut>(
+        &self,
+        idempotence: Idempotence,
+        mut attempt: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(&Endpoint) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let inner = &*self.inner;
+        let n = inner.endpoints.len();
+        let start = inner.preferred_idx.load(Ordering::Relaxed);
+        let timeout = inner.config.call_timeout;
+        let mut last = None;
+        for i in 0..inner.config.attempts_max {
+            let pause = inner.config.backoff_before(i, n);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            let idx = (start + i as usize) % n;
+            let ep = &inner.endpoints[idx];
+            let err = match tokio::time::timeout(timeout, attempt(ep)).await {
+                Ok(Ok(value)) => {
+                    inner.preferred_idx.store(idx, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Ok(Err(e)) => e,
+                Err(_) => ClientError::Timeout {
+                    endpoint: ep.url.clone(),
+                    timeout_ms: millis(timeout),
+                },
+            };
+            if !err.should_failover(idempotence) {
+                return Err(err);
+            }
+            tracing::debug!(endpoint = %ep.url, attempt = i, code = err.code(), error = %err, "trying the next endpoint");
+            last = Some(err);
+        }
+        let last =
+            last.unwrap_or_else(|| ClientError::InvalidArgument("no attempt was made".into()));
+        Err(ClientError::Exhausted {
+            attempts: inner.config.attempts_max,
+            last: Box::new(last),
+        })
+    }
+}
+
+/// A read request with its deadline and, for `lease`, the consistency etcd cannot say.
+fn read_request<T>(msg: T, timeout: Duration, consistency: Consistency) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(timeout);
+    if consistency == Consistency::Lease {
+        req.metadata_mut()
+            .insert(CONSISTENCY_METADATA, MetadataValue::from_static("lease"));
+    }
+    req
+}
+
+/// A write request with its deadline and client request id.
+fn write_request<T>(msg: T, timeout: Duration, request_id: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(timeout);
+    if let Ok(v) = MetadataValue::try_from(request_id) {
+        req.metadata_mut().insert(IDEMPOTENCY_METADATA, v);
+    }
+    req
+}
+
+/// A request id unique across processes and time: pid, clock and a counter.
+fn next_request_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seq = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("mc-{:x}-{nanos:x}-{seq:x}", std::process::id())
+}
+
+fn status_error(endpoint: &str, status: &tonic::Status) -> ClientError {
+    ClientError::from_status(endpoint, status)
+}
+
+/// The revision of a response header; 0 when absent.
+fn header_revision(header: Option<&pb::ResponseHeader>) -> u64 {
+    header.map_or(0, |h| u64::try_from(h.revision).unwrap_or(0))
+}
+
+/// A count or revision as etcd's signed wire integer.
+fn to_wire(field: &str, value: u64) -> Result<i64, ClientError> {
+    i64::try_from(value)
+        .map_err(|_| ClientError::InvalidArgument(format!("{field} {value} is too large")))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `GET {base}{path}` decoded as JSON; error bodies (`{"error":{"code","message"}}`) become
+/// [`ClientError::Server`].
+async fn get_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+) -> Result<T, ClientError> {
+    let url = format!("{base}{path}");
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| http_error(base, &e))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| http_error(base, &e))?;
+    if !status.is_success() {
+        return Err(error_body(status, &body));
+    }
+    serde_json::from_slice(&body).map_err(|e| ClientError::MalformedResponse {
+        endpoint: base.to_owned(),
+        message: format!("decode {path}: {e}"),
+    })
+}
+
+fn http_error(endpoint: &str, e: &reqwest::Error) -> ClientError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    ClientError::Connect {
+        endpoint: endpoint.to_owned(),
+        message,
+    }
+}
+
+/// The error of a non-2xx HTTP answer: the JSON error's code when there is one.
+fn error_body(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) => ClientError::Server {
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) => {
+            let code = if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                "unavailable"
+            } else if status == reqwest::StatusCode::NOT_FOUND {
+                "not_found"
+            } else {
+                "internal"
+            };
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            ClientError::Server {
+                code: code.to_owned(),
+                message: format!("HTTP {status}: {text}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClientConfig;
+
+    fn quick() -> ClientConfig {
+        ClientConfig {
+            attempts_max: 3,
+            call_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(200),
+            retry_backoff: Duration::from_millis(1),
+            retry_backoff_max: Duration::from_millis(2),
+        }
+    }
+
+    /// A port on which nothing listens: bound, then closed.
+    fn dead_endpoint() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn connect_validates_endpoints() {
+        assert_eq!(
+            Client::connect(vec![]).unwrap_err().code(),
+            "invalid_argument"
+        );
+        assert_eq!(
+            Client::connect(vec!["https://a:1".into()])
+                .unwrap_err()
+                .code(),
+            "invalid_argument"
+        );
+        let c = Client::connect(vec!["a:1,b:2".into()]).unwrap();
+        assert_eq!(c.endpoints(), ["http://a:1", "http://b:2"]);
+        let zero = ClientConfig {
+            attempts_max: 0,
+            ..quick()
+        };
+        assert!(Client::connect_with(vec!["a:1".into()], zero).is_err());
+    }
+
+    #[tokio::test]
+    async fn dead_endpoints_fail_over_then_give_up() {
+        let c = Client::connect_with(vec![dead_endpoint(), dead_endpoint()], quick()).unwrap();
+        let e = c.get("k", Consistency::Linearizable).await.unwrap_err();
+        assert!(
+            matches!(e, ClientError::Exhausted { attempts: 3, .. }),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "unavailable");
+        let e = c.cluster_view().await.unwrap_err();
+        assert_eq!(e.code(), "unavailable", "{e}");
+        // A write that is not idempotent still fails over when nothing was reached.
+        let e = c.cas("k", None, "v").await.unwrap_err();
+        assert!(matches!(e, ClientError::Exhausted { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn http_error_bodies_keep_their_code() {
+        let body = br#"{"error":{"code":"not_initialized","message":"no cluster yet"}}"#;
+        let e = error_body(reqwest::StatusCode::SERVICE_UNAVAILABLE, body);
+        assert_eq!(
+            (e.code(), e.message().as_str()),
+            ("not_initialized", "no cluster yet")
+        );
+        let e = error_body(reqwest::StatusCode::SERVICE_UNAVAILABLE, b"<html>");
+        assert_eq!(e.code(), "unavailable");
+        let e = error_body(reqwest::StatusCode::BAD_GATEWAY, b"");
+        assert_eq!(e.code(), "internal");
+    }
+
+    #[test]
+    fn request_ids_differ() {
+        assert_ne!(next_request_id(), next_request_id());
+        assert!(MetadataValue::try_from(next_request_id().as_str()).is_ok());
+    }
+
+    #[test]
+    fn wire_integers_are_checked() {
+        assert_eq!(to_wire("limit", 5).unwrap(), 5);
+        assert!(to_wire("limit", u64::MAX).is_err());
+        let h = pb::ResponseHeader {
+            revision: -3,
+            ..Default::default()
+        };
+        assert_eq!(header_revision(Some(&h)), 0);
+        assert_eq!(header_revision(None), 0);
+    }
+}

@@ -1,0 +1,41 @@
+//! Layer: client. The Rust SDK of Meridian: reads and writes keys over etcd's v3 gRPC `KV`
+//! service (the same path `etcdctl` and etcd's benchmark take) and reads the cluster map over
+//! the HTTP/JSON API, failing over between endpoints with bounded attempts and a per-call
+//! timeout.
+//!
+//! Architecture invariant: this crate knows the wire protocols a node serves to clients, not
+//! Raft, storage or routing. Any node accepts any request; the [`Topology`] built from the
+//! cluster map is only a hint for sending a request straight to a range's leader. It depends
+//! on `meridian-node` only for the JSON shape of `GET /v1/cluster` ([`ClusterView`]).
+//!
+//! Codemap:
+//! - [`Client`] (`client.rs`): the calls and the failover loop;
+//! - [`ClientError`] (`error.rs`): errors with stable codes, and which may fail over;
+//! - `endpoint.rs`: endpoint parsing and lazy gRPC channels (also for tools that drive the
+//!   generated etcd clients directly, like `meridian bench`);
+//! - [`Topology`] (`topology.rs`): key → leader address;
+//! - `keys.rs`: etcd's prefix and range-end conventions.
+
+mod client;
+mod config;
+mod consistency;
+mod endpoint;
+mod error;
+mod key_value;
+mod keys;
+mod results;
+mod topology;
+
+pub use client::{Client, IDEMPOTENCY_METADATA};
+pub use config::{
+    ATTEMPTS_MAX, CALL_TIMEOUT, CONNECT_TIMEOUT, ClientConfig, RESPONSE_BYTES_MAX, RETRY_BACKOFF,
+    RETRY_BACKOFF_MAX,
+};
+pub use consistency::{CONSISTENCY_METADATA, Consistency};
+pub use endpoint::{DEFAULT_PORT, lazy_channel, parse_endpoint, parse_endpoints};
+pub use error::{ClientError, Idempotence};
+pub use key_value::KeyValue;
+pub use keys::{prefix_range_end, scan_bounds};
+pub use meridian_node::{ClusterView, NodeView, RangeView};
+pub use results::{CasResult, DeleteResult, GetResult, PutResult, ScanOptions, ScanPage};
+pub use topology::Topology;

@@ -1,0 +1,315 @@
+//! [`RaftGroup`]: one Raft group on this node, the only face of openraft the rest of Meridian
+//! sees.
+
+use crate::log_store::GroupLogStore;
+use crate::network::{M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_VOTE, NetFactory, RaftRouter};
+use crate::state_machine::GroupStateMachine;
+use crate::typ::{Snapshot, SnapshotMeta, TypeConfig, Vote};
+use meridian_state::{Command, CommandResult, GroupState};
+use meridian_storage::LogStore;
+use meridian_types::{ErrorCode, GroupId, MeridianError, NodeId};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft_multi::GroupNetworkFactory;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+type Raft = openraft::Raft<TypeConfig, GroupStateMachine>;
+
+/// Timing and log-size settings shared by every group of a node.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// A snapshot is built after this many entries, and the log before it purged.
+    pub snapshot_logs_max: u64,
+    /// Entries kept in the log after a snapshot, so a briefly lagging follower needs no snapshot.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_logs_max: 20_000,
+            logs_kept_after_snapshot: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+}
+
+/// A group's state as this node sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub role: Role,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+}
+
+/// One Raft group hosted on this node.
+#[derive(Clone)]
+pub struct RaftGroup {
+    group: GroupId,
+    me: NodeId,
+    raft: Raft,
+    sm: GroupStateMachine,
+}
+
+fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
+    MeridianError::unavailable(format!("group {group} is not running: {e}"))
+}
+
+impl RaftGroup {
+    /// Opens (or recovers from disk) this node's replica of `group`.
+    pub async fn open(
+        cfg: &GroupConfig,
+        me: NodeId,
+        group: GroupId,
+        store: Arc<dyn LogStore>,
+        router: RaftRouter,
+    ) -> Result<Self, MeridianError> {
+        let config = Config {
+            cluster_name: format!("group-{}", group.0),
+            heartbeat_interval: cfg.heartbeat_interval_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_max),
+            max_in_snapshot_log_to_keep: cfg.logs_kept_after_snapshot,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| MeridianError::internal(format!("raft config: {e}")))?,
+        );
+        let log = GroupLogStore::new(group, store.clone());
+        let sm = GroupStateMachine::open(group, store).map_err(|e| {
+            MeridianError::new(
+                ErrorCode::Corruption,
+                format!("open state of group {group}: {e}"),
+            )
+        })?;
+        let net = NetFactory(GroupNetworkFactory::new(router, group));
+        let raft = Raft::new(me.0, config, net, log, sm.clone())
+            .await
+            .map_err(|e| fatal(group, e))?;
+        Ok(Self {
+            group,
+            me,
+            raft,
+            sm,
+        })
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Makes this replica the first member of a new group with the given voters. A group that
+    /// is already initialised is left as it is.
+    pub async fn initialize(&self, voters: &BTreeMap<NodeId, String>) -> Result<(), MeridianError> {
+        let members: BTreeMap<u64, BasicNode> = voters
+            .iter()
+            .map(|(id, addr)| (id.0, BasicNode { addr: addr.clone() }))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(e)) => {
+                tracing::debug!(group_id = self.group.0, error = %e, "group already initialised");
+                Ok(())
+            }
+            Err(RaftError::Fatal(e)) => Err(fatal(self.group, e)),
+        }
+    }
+
+    /// Proposes a command; returns its result once it is committed on a quorum (fsynced there)
+    /// and applied here.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, MeridianError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+                MeridianError::not_leader(self.group, f.leader_id.map(NodeId)),
+            ),
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                let mut e = MeridianError::unavailable(format!(
+                    "leader of group {} changed while the write was in flight; it may or may not have been applied",
+                    self.group
+                ));
+                e.leader_hint = f.leader_id.map(|l| (self.group, NodeId(l)));
+                Err(e)
+            }
+            Err(RaftError::APIError(e)) => Err(MeridianError::internal(format!(
+                "write to group {}: {e}",
+                self.group
+            ))),
+            Err(RaftError::Fatal(e)) => Err(fatal(self.group, e)),
+        }
+    }
+
+    /// Waits until a read served from this replica's state is linearizable: this node leads
+    /// the group (confirmed by a quorum, or within its lease when `lease`) and has applied every
+    /// entry committed before the read began.
+    pub async fn read_barrier(&self, lease: bool) -> Result<(), MeridianError> {
+        let policy = if lease {
+            ReadPolicy::LeaseRead
+        } else {
+            ReadPolicy::ReadIndex
+        };
+        match self.raft.ensure_linearizable(policy).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
+                f,
+            ))) => Err(MeridianError::not_leader(
+                self.group,
+                f.leader_id.map(NodeId),
+            )),
+            Err(RaftError::APIError(e)) => Err(MeridianError::unavailable(format!(
+                "read on group {}: {e}",
+                self.group
+            ))),
+            Err(RaftError::Fatal(e)) => Err(fatal(self.group, e)),
+        }
+    }
+
+    /// Reads the applied state. The closure runs under a lock: keep it short, never block.
+    pub fn read<R>(&self, f: impl FnOnce(&GroupState) -> R) -> R {
+        f(&self.sm.data.read().state)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .current_leader
+            .map(NodeId)
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let role = match (m.running_state.is_ok(), m.state) {
+            (false, _) => Role::Shutdown,
+            (_, ServerState::Leader) => Role::Leader,
+            (_, ServerState::Follower) => Role::Follower,
+            (_, ServerState::Candidate) => Role::Candidate,
+            (_, ServerState::Learner) => Role::Learner,
+            (_, ServerState::Shutdown) => Role::Shutdown,
+        };
+        let mem = m.membership_config.membership();
+        let voters: BTreeSet<u64> = mem.voter_ids().collect();
+        let learners: BTreeSet<u64> = mem.learner_ids().collect();
+        GroupStatus {
+            group: self.group,
+            role,
+            leader: m.current_leader.map(NodeId),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: m.local_committed.map(|l| l.index).unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            voters: voters.into_iter().map(NodeId).collect(),
+            learners: learners.into_iter().map(NodeId).collect(),
+        }
+    }
+
+    /// Adds a non-voting member that receives the log (and a snapshot if it is far behind).
+    pub async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), MeridianError> {
+        match self
+            .raft
+            .add_learner(node.0, BasicNode { addr }, false)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
+                MeridianError::not_leader(self.group, f.leader_id.map(NodeId)),
+            ),
+            Err(RaftError::APIError(e)) => Err(MeridianError::unavailable(format!(
+                "add learner to group {}: {e}",
+                self.group
+            ))),
+            Err(RaftError::Fatal(e)) => Err(fatal(self.group, e)),
+        }
+    }
+
+    /// Builds a snapshot now and purges the log it covers (for tests and operators).
+    pub async fn trigger_snapshot(&self) -> Result<(), MeridianError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| fatal(self.group, e))
+    }
+
+    /// Serves a Raft message from a peer.
+    pub async fn handle_rpc(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+        fn enc<T: Serialize>(r: Result<T, String>) -> Result<Vec<u8>, String> {
+            postcard::to_allocvec(&r).map_err(|e| format!("encode reply: {e}"))
+        }
+        fn dec<T: serde::de::DeserializeOwned>(method: &str, payload: &[u8]) -> Result<T, String> {
+            postcard::from_bytes(payload).map_err(|e| format!("decode {method}: {e}"))
+        }
+        match method {
+            M_APPEND => {
+                let req: AppendEntriesRequest<TypeConfig> = dec(method, payload)?;
+                enc(self
+                    .raft
+                    .append_entries(req)
+                    .await
+                    .map_err(|e| e.to_string()))
+            }
+            M_VOTE => {
+                let req: VoteRequest<TypeConfig> = dec(method, payload)?;
+                enc(self.raft.vote(req).await.map_err(|e| e.to_string()))
+            }
+            M_PRE_VOTE => {
+                let req: VoteRequest<TypeConfig> = dec(method, payload)?;
+                enc(self.raft.pre_vote(req).await.map_err(|e| e.to_string()))
+            }
+            M_SNAPSHOT => {
+                let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = dec(method, payload)?;
+                let snap = Snapshot {
+                    meta,
+                    snapshot: data,
+                };
+                enc(self
+                    .raft
+                    .install_full_snapshot(vote, snap)
+                    .await
+                    .map_err(|e| e.to_string()))
+            }
+            other => Err(format!("unknown raft method {other:?}")),
+        }
+    }
+
+    /// Stops the group's tasks. Its data stays on disk.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(group_id = self.group.0, node_id = self.me.0, error = %e, "raft shutdown");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Raft messages of every group over the node's one transport: each message is an envelope
+//! naming its group, encoded with postcard.
+
+use crate::typ::{Snapshot, TypeConfig, Vote};
+use meridian_transport::{Envelope, Transport, TransportError};
+use meridian_types::{ClusterId, GroupId, NodeId};
+use openraft::OptionalSend;
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub(crate) const M_APPEND: &str = "raft.append";
+pub(crate) const M_VOTE: &str = "raft.vote";
+pub(crate) const M_PRE_VOTE: &str = "raft.pre_vote";
+pub(crate) const M_SNAPSHOT: &str = "raft.snapshot";
+
+/// How long a snapshot transfer may take.
+pub const SNAPSHOT_SEND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Sends the Raft messages of every group of this node. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftRouter {
+    me: NodeId,
+    cluster_id: Arc<AtomicU64>,
+    transport: Arc<dyn Transport>,
+}
+
+impl RaftRouter {
+    pub fn new(me: NodeId, cluster_id: Arc<AtomicU64>, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            me,
+            cluster_id,
+            transport,
+        }
+    }
+
+    async fn send<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: u64,
+        group: GroupId,
+        method: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let payload =
+            postcard::to_allocvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let env = Envelope {
+            cluster_id: ClusterId(self.cluster_id.load(Ordering::Relaxed)),
+            from: self.me,
+            to: NodeId(target),
+            group,
+            method: method.to_string(),
+            payload,
+            timeout,
+        };
+        let bytes = self.transport.call(env).await.map_err(|e| match e {
+            TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        })?;
+        let reply: Result<Resp, String> =
+            postcard::from_bytes(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        reply.map_err(|msg| RPCError::Network(NetworkError::from_string(msg)))
+    }
+}
+
+fn ttl(option: &RPCOption) -> Duration {
+    option.hard_ttl().max(Duration::from_millis(50))
+}
+
+impl GroupRouter<TypeConfig, GroupId> for RaftRouter {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &self,
+        target: u64,
+        group_id: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.send(target, group_id, M_APPEND, &rpc, ttl(&option))
+            .await
+    }
+
+    async fn vote(
+        &self,
+        target: u64,
+        group_id: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.send(target, group_id, M_VOTE, &rpc, ttl(&option))
+            .await
+    }
+
+    async fn pre_vote(
+        &self,
+        target: u64,
+        group_id: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.send(target, group_id, M_PRE_VOTE, &rpc, ttl(&option))
+            .await
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: u64,
+        group_id: GroupId,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = self.send(target, group_id, M_SNAPSHOT, &req, SNAPSHOT_SEND_TIMEOUT) => r.map_err(StreamingError::from),
+        }
+    }
+}
+
+/// Builds per-target network clients for one group.
+pub(crate) type GroupNetFactory = GroupNetworkFactory<RaftRouter, GroupId>;
+
+/// Wrapper so the factory trait can be implemented here.
+pub(crate) struct NetFactory(pub(crate) GroupNetFactory);
+
+impl RaftNetworkFactory<TypeConfig> for NetFactory {
+    type Network = GroupNetworkAdapter<TypeConfig, GroupId, RaftRouter>;
+
+    async fn new_client(&mut self, target: u64, _node: &openraft::BasicNode) -> Self::Network {
+        GroupNetworkAdapter::new(self.0.factory.clone(), target, self.0.group_id)
+    }
+}

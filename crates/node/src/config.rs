@@ -1,0 +1,45 @@
+//! A node's configuration.
+
+use meridian_consensus::GroupConfig;
+use meridian_types::{Limits, NodeId};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// The address other nodes and clients reach this node at (`host:port`).
+    pub advertise_addr: String,
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub zone: String,
+    /// Addresses of existing members to join through; empty for a node that waits for `init`.
+    pub join: Vec<String>,
+    /// fsync every append before acknowledging it. Off only for experiments.
+    pub fsync: bool,
+    pub raft: GroupConfig,
+    pub limits: Limits,
+    /// How long a client request may take, retries and forwarding included.
+    pub request_timeout: Duration,
+}
+
+impl NodeConfig {
+    pub fn new(
+        id: NodeId,
+        advertise_addr: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            id,
+            advertise_addr: advertise_addr.into(),
+            data_dir: data_dir.into(),
+            region: "default".into(),
+            zone: "default".into(),
+            join: Vec::new(),
+            fsync: true,
+            raft: GroupConfig::default(),
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Layer: node. Wires one Meridian process together: the groups it hosts, the router (key →
+//! range → leader), forwarding to leaders over node RPC, read consistency, health, metrics.
+//!
+//! Architecture invariant: nothing here knows HTTP, JSON or the etcd wire format; the api crate
+//! maps those onto [`ClientApi`]. Nothing below this crate knows how keys map to ranges.
+
+mod client_api;
+mod config;
+mod hlc;
+mod kv;
+pub mod layout;
+pub mod messages;
+mod metrics;
+mod node;
+mod router;
+mod view;
+
+pub use client_api::{ClientApi, Consistency, WriteOptions};
+pub use config::NodeConfig;
+pub use hlc::Hlc;
+pub use metrics::Metrics;
+pub use node::Node;
+pub use view::{ClusterView, NodeStatus, NodeView, RangeView};

@@ -1,0 +1,146 @@
+//! Prometheus metrics of one node (`/metrics`). Names follow `meridian_<area>_<what>_<unit>`;
+//! labels are of low cardinality (op, outcome), never a key.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpOnly {
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<OpLabels, Counter>,
+    pub request_seconds: Family<OpOnly, Histogram, fn() -> Histogram>,
+    pub proposals: Family<OutcomeLabel, Counter>,
+    pub commit_seconds: Histogram,
+    pub fsync_seconds: Histogram,
+    pub fsync_batch_appends: Histogram,
+    pub forwards: Counter,
+    pub raft_term_max: Gauge,
+    pub raft_leader_changes: Counter,
+    pub raft_groups_led: Gauge,
+    pub raft_groups_hosted: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("meridian");
+        let requests = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "kv_requests",
+            "Client requests by operation and outcome",
+            requests.clone(),
+        );
+        let request_seconds =
+            Family::<OpOnly, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "kv_request_duration_seconds",
+            "Client request latency by operation",
+            request_seconds.clone(),
+        );
+        let proposals = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "raft_proposals",
+            "Raft proposals made by this node as leader",
+            proposals.clone(),
+        );
+        let commit_seconds = latency_histogram();
+        registry.register(
+            "raft_commit_duration_seconds",
+            "From proposal to applied result on the leader",
+            commit_seconds.clone(),
+        );
+        let fsync_seconds = latency_histogram();
+        registry.register(
+            "storage_fsync_duration_seconds",
+            "Duration of one group-commit fsync",
+            fsync_seconds.clone(),
+        );
+        let fsync_batch_appends = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        registry.register(
+            "storage_fsync_batch_appends",
+            "Appends made durable by one fsync",
+            fsync_batch_appends.clone(),
+        );
+        let forwards = Counter::default();
+        registry.register(
+            "kv_forwards",
+            "Requests forwarded to another node",
+            forwards.clone(),
+        );
+        let raft_term_max = Gauge::default();
+        registry.register(
+            "raft_term",
+            "Highest Raft term over the groups hosted here",
+            raft_term_max.clone(),
+        );
+        let raft_leader_changes = Counter::default();
+        registry.register(
+            "raft_leader_changes",
+            "Leader changes seen by the groups hosted here",
+            raft_leader_changes.clone(),
+        );
+        let raft_groups_led = Gauge::default();
+        registry.register(
+            "raft_groups_led",
+            "Groups this node leads",
+            raft_groups_led.clone(),
+        );
+        let raft_groups_hosted = Gauge::default();
+        registry.register(
+            "raft_groups_hosted",
+            "Groups with a replica on this node",
+            raft_groups_hosted.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            proposals,
+            commit_seconds,
+            fsync_seconds,
+            fsync_batch_appends,
+            forwards,
+            raft_term_max,
+            raft_leader_changes,
+            raft_groups_led,
+            raft_groups_hosted,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encode metrics");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,251 @@
+//! Routing: a group operation goes to the group's leader — here, or forwarded over node RPC —
+//! following `not_leader` hints and retrying through elections until the request deadline.
+
+use crate::messages::*;
+use crate::node::{Node, decode, encode};
+use meridian_state::{Command, CommandResult, KvCommand, KvEntry};
+use meridian_types::{ErrorCode, GroupId, MeridianError, NodeId};
+use rand::Rng;
+use std::time::{Duration, Instant};
+
+/// First pause between retries when no leader is known; doubles up to the max.
+pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+impl Node {
+    /// Replicas of a group, from the cluster map.
+    pub(crate) fn replicas_of(&self, group: GroupId) -> Vec<NodeId> {
+        let Some(map) = self.cluster_map() else {
+            return Vec::new();
+        };
+        if group.is_meta() {
+            let mut v = map.meta_replicas.clone();
+            // Learners can serve local reads of the map but never lead; voters first.
+            v.extend(map.nodes.keys().filter(|n| !map.meta_replicas.contains(n)));
+            return v;
+        }
+        map.ranges
+            .get(&meridian_types::RangeId(group.0))
+            .map(|r| r.replicas.clone())
+            .unwrap_or_default()
+    }
+
+    fn leader_guess(&self, group: GroupId) -> Option<NodeId> {
+        if let Some(l) = self.group(group).and_then(|g| g.leader()) {
+            return Some(l);
+        }
+        self.inner.leader_cache.read().get(&group).copied()
+    }
+
+    /// Executes an operation on `group`'s leader (or, for local reads, on the nearest replica),
+    /// retrying until the request deadline.
+    pub(crate) async fn execute(
+        &self,
+        group: GroupId,
+        op: GroupOp,
+    ) -> Result<GroupReply, MeridianError> {
+        let deadline = Instant::now() + self.inner.cfg.request_timeout;
+        let local_read = matches!(
+            op,
+            GroupOp::Range {
+                consistency: WireConsistency::Local,
+                ..
+            }
+        );
+        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut attempt: usize = 0;
+        let mut target = if local_read && self.group(group).is_some() {
+            Some(self.id())
+        } else {
+            self.leader_guess(group)
+        };
+        let mut last_err;
+        loop {
+            let replicas = self.replicas_of(group);
+            if replicas.is_empty() {
+                return Err(MeridianError::new(
+                    ErrorCode::NotInitialized,
+                    "the cluster map is not known yet; is the cluster initialised?",
+                ));
+            }
+            let to = target.unwrap_or_else(|| replicas[attempt % replicas.len()]);
+            let result = if to == self.id() {
+                // A proposal on a deposed leader may never commit: bound every local attempt.
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, self.execute_local(group, op.clone())).await {
+                    Ok(r) => r,
+                    Err(_) => Err(MeridianError::new(
+                        ErrorCode::Timeout,
+                        format!("group {group} did not answer in time"),
+                    )),
+                }
+            } else {
+                self.forward(to, group, op.clone(), deadline).await
+            };
+            attempt += 1;
+            match result {
+                Ok(r) => {
+                    if !local_read {
+                        self.inner.leader_cache.write().insert(group, to);
+                    }
+                    return Ok(r);
+                }
+                Err(e) if e.code == ErrorCode::NotLeader => {
+                    let hint = e.leader_hint.map(|(_, n)| n).filter(|n| *n != to);
+                    if let Some(h) = hint {
+                        self.inner.leader_cache.write().insert(group, h);
+                        target = Some(h);
+                        last_err = e;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        continue; // a fresh hint: try at once
+                    }
+                    self.inner.leader_cache.write().remove(&group);
+                    target = None;
+                    last_err = e;
+                }
+                Err(e) if e.code.is_retryable() => {
+                    if let Some((_, h)) = e.leader_hint {
+                        target = Some(h);
+                    } else {
+                        target = None;
+                    }
+                    last_err = e;
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+            let pause = (backoff + Duration::from_millis(jitter)).min(deadline - now);
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+        }
+        Err(MeridianError::new(
+            ErrorCode::Timeout,
+            format!("gave up on group {group} after {attempt} attempts: {last_err}"),
+        ))
+    }
+
+    async fn forward(
+        &self,
+        to: NodeId,
+        group: GroupId,
+        op: GroupOp,
+        deadline: Instant,
+    ) -> Result<GroupReply, MeridianError> {
+        self.inner.metrics.forwards.inc();
+        let payload = encode(&ForwardRequest { group, op }).map_err(MeridianError::internal)?;
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(50));
+        let env = self.envelope(to, group, M_FORWARD, payload, timeout);
+        match self.inner.transport.call(env).await {
+            Ok(bytes) => decode::<Result<GroupReply, MeridianError>>(&bytes)?,
+            Err(e) => Err(MeridianError::unavailable(format!(
+                "forward to node {to}: {e}"
+            ))),
+        }
+    }
+
+    /// Executes an operation against this node's replica of `group`.
+    pub(crate) async fn execute_local(
+        &self,
+        group: GroupId,
+        op: GroupOp,
+    ) -> Result<GroupReply, MeridianError> {
+        let Some(g) = self.group(group) else {
+            return Err(MeridianError::not_leader(
+                group,
+                self.inner.leader_cache.read().get(&group).copied(),
+            ));
+        };
+        match op {
+            GroupOp::Range { req, consistency } => {
+                match consistency {
+                    WireConsistency::Linearizable => g.read_barrier(false).await?,
+                    WireConsistency::Lease => g.read_barrier(true).await?,
+                    WireConsistency::Local => {}
+                }
+                let resp = g.read(|s| s.kv.range(&req))?;
+                Ok(GroupReply::Range(resp))
+            }
+            GroupOp::Txn {
+                req,
+                request_id,
+                seen_revision,
+            } => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                self.inner.hlc.observe(seen_revision);
+                let entry = KvEntry {
+                    request_id: Some(request_id),
+                    hlc: self.inner.hlc.now(),
+                    cmd: KvCommand::Txn(req),
+                };
+                self.propose_kv(&g, entry).await
+            }
+            GroupOp::Compact {
+                revision,
+                request_id,
+            } => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                let entry = KvEntry {
+                    request_id: Some(request_id),
+                    hlc: self.inner.hlc.now(),
+                    cmd: KvCommand::Compact { revision },
+                };
+                self.propose_kv(&g, entry).await
+            }
+            GroupOp::Meta(cmd) => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                match g.propose(Command::Meta(cmd)).await? {
+                    CommandResult::Meta(r) => r.map(|_| GroupReply::Done),
+                    other => Err(MeridianError::internal(format!(
+                        "unexpected result {other:?}"
+                    ))),
+                }
+            }
+            GroupOp::AddLearner { node, addr } => {
+                g.add_learner(node, addr).await?;
+                Ok(GroupReply::Done)
+            }
+        }
+    }
+
+    async fn propose_kv(
+        &self,
+        g: &meridian_consensus::RaftGroup,
+        entry: KvEntry,
+    ) -> Result<GroupReply, MeridianError> {
+        let started = Instant::now();
+        let m = &self.inner.metrics;
+        let res = g.propose(Command::Kv(entry)).await;
+        let outcome = match &res {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        m.proposals
+            .get_or_create(&crate::metrics::OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        if res.is_ok() {
+            m.commit_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        match res? {
+            CommandResult::Kv(r) => r.map(GroupReply::Kv),
+            other => Err(MeridianError::internal(format!(
+                "unexpected result {other:?}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Layer: types. Generated protobuf code: Meridian's node RPC and etcd's v3 API.
+//!
+//! Architecture invariant: generated code only; no logic lives here.
+
+pub mod node {
+    #![allow(clippy::all)]
+    tonic::include_proto!("meridian.node.v1");
+}
+
+/// etcd's v3 API, generated from etcd's own `.proto` files (vendored under `proto/etcd`, see the
+/// README there), so etcd clients and `etcdctl` work unchanged.
+///
+/// The three packages are siblings in this module because the generated code refers to the
+/// others by `super::mvccpb::...` and `super::authpb::...`.
+pub mod etcd {
+    /// The `KV`, `Watch`, `Lease`, `Cluster`, `Maintenance` and `Auth` services.
+    pub mod etcdserverpb {
+        #![allow(clippy::all)]
+        tonic::include_proto!("etcdserverpb");
+    }
+
+    /// `KeyValue` and `Event`.
+    pub mod mvccpb {
+        #![allow(clippy::all)]
+        tonic::include_proto!("mvccpb");
+    }
+
+    /// Users, roles and permissions.
+    pub mod authpb {
+        #![allow(clippy::all)]
+        tonic::include_proto!("authpb");
+    }
+}

@@ -1,0 +1,74 @@
+//! The state of one Raft group: a range's key-value store or the meta group's cluster map, and
+//! the results of recent request ids so a retried write is applied once.
+
+use crate::dedup::DedupTable;
+use crate::kv::KvState;
+use crate::kv_types::{KvEntry, KvResult};
+use crate::meta::{ClusterMap, MetaCommand};
+use meridian_types::MeridianError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A command in a group's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Kv(KvEntry),
+    Meta(MetaCommand),
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Kv(e) => write!(
+                f,
+                "kv(hlc={}, request_id={:?})",
+                e.hlc,
+                e.request_id.map(|r| r.0)
+            ),
+            Command::Meta(m) => write!(
+                f,
+                "meta({})",
+                match m {
+                    MetaCommand::Init(_) => "init",
+                    MetaCommand::UpsertNode(_) => "upsert_node",
+                    MetaCommand::SetNodeState { .. } => "set_node_state",
+                }
+            ),
+        }
+    }
+}
+
+/// The outcome of applying a [`Command`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    Kv(Result<KvResult, MeridianError>),
+    Meta(Result<(), MeridianError>),
+    /// Entries with no command (Raft's blank and membership entries).
+    None,
+}
+
+/// Everything a group's state machine holds, pure and serializable (its snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupState {
+    pub kv: KvState,
+    pub meta: ClusterMap,
+    dedup: DedupTable<Result<KvResult, MeridianError>>,
+}
+
+impl GroupState {
+    pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        match cmd {
+            Command::Kv(entry) => {
+                if let Some(done) = entry.request_id.and_then(|id| self.dedup.get(id)) {
+                    return CommandResult::Kv(done.clone());
+                }
+                let result = self.kv.apply(entry);
+                if let Some(id) = entry.request_id {
+                    self.dedup.insert(id, result.clone());
+                }
+                CommandResult::Kv(result)
+            }
+            Command::Meta(m) => CommandResult::Meta(self.meta.apply(m)),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Layer: state. Pure, deterministic state machines: the MVCC key-value store of a range and the
+//! cluster map of the meta group.
+//!
+//! Architecture invariant: no tokio, no clock, no randomness, no IO. A state machine is a pure
+//! function of `(state, entry)`: time and revision arrive inside the entry, stamped by the
+//! leader, so every replica that applies the same log holds the same state, byte for byte.
+//! This crate does not know Raft, the network or the disk.
+
+pub mod dedup;
+pub mod group;
+pub mod kv;
+pub mod kv_types;
+pub mod meta;
+
+pub use dedup::DedupTable;
+pub use group::{Command, CommandResult, GroupState};
+pub use kv::KvState;
+pub use kv_types::*;
+pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo};

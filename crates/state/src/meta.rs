@@ -1,0 +1,269 @@
+//! The meta group's state: the cluster map (nodes and ranges).
+
+use meridian_types::{ClusterId, ErrorCode, MeridianError, NodeId, RangeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeState {
+    Active,
+    Joining,
+    Draining,
+    Removed,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Joining => "joining",
+            NodeState::Draining => "draining",
+            NodeState::Removed => "removed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub addr: String,
+    pub region: String,
+    pub zone: String,
+    pub state: NodeState,
+}
+
+/// One range: the keys `[start, end)`; an empty `end` means the end of the key space.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeInfo {
+    pub id: RangeId,
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+    /// Voters of the range's group.
+    pub replicas: Vec<NodeId>,
+    /// Bumped on every change of bounds or replicas.
+    pub version: u64,
+}
+
+impl RangeInfo {
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+    }
+}
+
+/// The cluster map held by the meta group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMap {
+    pub cluster_id: ClusterId,
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    pub ranges: BTreeMap<RangeId, RangeInfo>,
+    /// Voters of the meta group.
+    pub meta_replicas: Vec<NodeId>,
+    /// Bumped on every change.
+    pub version: u64,
+}
+
+impl ClusterMap {
+    pub fn is_initialized(&self) -> bool {
+        self.cluster_id.0 != 0
+    }
+
+    /// The range holding `key`.
+    pub fn range_for(&self, key: &[u8]) -> Option<&RangeInfo> {
+        // Ranges are few (tens to thousands); a linear scan over the ordered starts is fine
+        // until splits arrive, when this becomes a BTreeMap keyed by start.
+        self.ranges
+            .values()
+            .filter(|r| r.start.as_slice() <= key)
+            .max_by(|a, b| a.start.cmp(&b.start))
+            .filter(|r| r.contains(key))
+    }
+
+    /// Ranges overlapping `[start, end)` (`end` empty = to the end), in key order.
+    pub fn ranges_overlapping(&self, start: &[u8], end: &[u8]) -> Vec<&RangeInfo> {
+        let mut v: Vec<&RangeInfo> = self
+            .ranges
+            .values()
+            .filter(|r| {
+                let starts_before_end = end.is_empty() || r.start.as_slice() < end;
+                let ends_after_start = r.end.is_empty() || r.end.as_slice() > start;
+                starts_before_end && ends_after_start
+            })
+            .collect();
+        v.sort_by(|a, b| a.start.cmp(&b.start));
+        v
+    }
+
+    /// Checks the map is whole: ranges tile the key space without gaps or overlaps, and every
+    /// replica is a known node.
+    pub fn validate(&self) -> Result<(), MeridianError> {
+        let mut ranges: Vec<&RangeInfo> = self.ranges.values().collect();
+        ranges.sort_by(|a, b| a.start.cmp(&b.start));
+        let mut expect_start: &[u8] = &[];
+        for (i, r) in ranges.iter().enumerate() {
+            if r.start.as_slice() != expect_start {
+                return Err(MeridianError::invalid(format!(
+                    "range {} does not start where the previous ends",
+                    r.id
+                )));
+            }
+            let last = i + 1 == ranges.len();
+            if last != r.end.is_empty() || (!last && r.end <= r.start) {
+                return Err(MeridianError::invalid(format!(
+                    "range {} has a bad end",
+                    r.id
+                )));
+            }
+            for n in &r.replicas {
+                if !self.nodes.contains_key(n) {
+                    return Err(MeridianError::new(
+                        ErrorCode::UnknownNode,
+                        format!("range {} names unknown node {n}", r.id),
+                    ));
+                }
+            }
+            expect_start = &r.end;
+        }
+        if ranges.is_empty() {
+            return Err(MeridianError::invalid("a cluster needs at least one range"));
+        }
+        Ok(())
+    }
+}
+
+/// A command in the meta group's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Sets the first map. Applying it again with the same cluster id changes nothing.
+    Init(ClusterMap),
+    /// Adds a node or updates its address, region and zone.
+    UpsertNode(NodeInfo),
+    SetNodeState {
+        node: NodeId,
+        state: NodeState,
+    },
+}
+
+impl ClusterMap {
+    /// Applies one meta command.
+    pub fn apply(&mut self, cmd: &MetaCommand) -> Result<(), MeridianError> {
+        match cmd {
+            MetaCommand::Init(map) => {
+                if self.is_initialized() {
+                    if self.cluster_id == map.cluster_id {
+                        return Ok(());
+                    }
+                    return Err(MeridianError::new(
+                        ErrorCode::AlreadyInitialized,
+                        "the meta group already holds another cluster",
+                    ));
+                }
+                map.validate()?;
+                *self = map.clone();
+                self.version = self.version.max(1);
+            }
+            MetaCommand::UpsertNode(info) => {
+                if !self.is_initialized() {
+                    return Err(MeridianError::new(
+                        ErrorCode::NotInitialized,
+                        "the cluster is not initialised",
+                    ));
+                }
+                self.nodes.insert(info.id, info.clone());
+                self.version += 1;
+            }
+            MetaCommand::SetNodeState { node, state } => {
+                let n = self.nodes.get_mut(node).ok_or_else(|| {
+                    MeridianError::new(
+                        ErrorCode::UnknownNode,
+                        format!("node {node} is not in the cluster"),
+                    )
+                })?;
+                n.state = *state;
+                self.version += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64) -> NodeInfo {
+        NodeInfo {
+            id: NodeId(id),
+            addr: format!("n{id}"),
+            region: "r".into(),
+            zone: "z".into(),
+            state: NodeState::Active,
+        }
+    }
+
+    fn map() -> ClusterMap {
+        let mut m = ClusterMap {
+            cluster_id: ClusterId(7),
+            ..Default::default()
+        };
+        for i in 1..=3 {
+            m.nodes.insert(NodeId(i), node(i));
+        }
+        let bounds: [(&[u8], &[u8]); 3] = [(b"", b"g"), (b"g", b"p"), (b"p", b"")];
+        for (i, (s, e)) in bounds.iter().enumerate() {
+            let id = RangeId(i as u64 + 1);
+            m.ranges.insert(
+                id,
+                RangeInfo {
+                    id,
+                    start: s.to_vec(),
+                    end: e.to_vec(),
+                    replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+                    version: 1,
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn routes_keys_to_ranges() {
+        let m = map();
+        assert!(m.validate().is_ok());
+        assert_eq!(m.range_for(b"").unwrap().id, RangeId(1));
+        assert_eq!(m.range_for(b"apple").unwrap().id, RangeId(1));
+        assert_eq!(m.range_for(b"g").unwrap().id, RangeId(2));
+        assert_eq!(m.range_for(b"zzz").unwrap().id, RangeId(3));
+        assert_eq!(m.ranges_overlapping(b"f", b"h").len(), 2);
+        assert_eq!(m.ranges_overlapping(b"a", b"").len(), 3);
+        assert_eq!(m.ranges_overlapping(b"q", b"r").len(), 1);
+    }
+
+    #[test]
+    fn rejects_gaps_and_unknown_nodes() {
+        let mut m = map();
+        m.ranges.get_mut(&RangeId(2)).unwrap().start = b"h".to_vec();
+        assert!(m.validate().is_err());
+        let mut m = map();
+        m.ranges
+            .get_mut(&RangeId(2))
+            .unwrap()
+            .replicas
+            .push(NodeId(9));
+        assert_eq!(m.validate().unwrap_err().code, ErrorCode::UnknownNode);
+    }
+
+    #[test]
+    fn init_is_idempotent_per_cluster() {
+        let mut s = ClusterMap::default();
+        s.apply(&MetaCommand::Init(map())).unwrap();
+        s.apply(&MetaCommand::Init(map())).unwrap();
+        let mut other = map();
+        other.cluster_id = ClusterId(8);
+        assert_eq!(
+            s.apply(&MetaCommand::Init(other)).unwrap_err().code,
+            ErrorCode::AlreadyInitialized
+        );
+        s.apply(&MetaCommand::UpsertNode(node(4))).unwrap();
+        assert_eq!(s.nodes.len(), 4);
+    }
+}

@@ -1,0 +1,143 @@
+//! Black-box helpers: real `meridian server` processes on loopback, killed and restarted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One real server process.
+pub struct ServerProcess {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `meridian server` with a free port and waits for its "listening" line.
+    pub fn start(
+        bin: &Path,
+        id: u64,
+        data_dir: &Path,
+        listen: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let log = data_dir.with_extension("log");
+        let mut p = ServerProcess {
+            id,
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            bin: bin.to_path_buf(),
+            child: None,
+            log,
+        };
+        p.spawn(listen.unwrap_or("127.0.0.1:0"))?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self, listen: &str) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut child = Command::new(&self.bin)
+            .args(["server", "--id", &self.id.to_string(), "--listen", listen])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--region",
+                ["us-east", "eu-west", "ap-south"][(self.id as usize - 1) % 3],
+            ])
+            .env("MERIDIAN_LOG", "info,openraft=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                let _ = child.kill();
+                anyhow::bail!(
+                    "node {} exited before listening; see {}",
+                    self.id,
+                    self.log.display()
+                );
+            }
+            if let Some(addr) = line
+                .trim()
+                .strip_prefix(&format!("meridian node {} listening on ", self.id))
+            {
+                self.addr = addr.to_string();
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("node {} did not print its address", self.id);
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if c.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    anyhow::bail!("node {} did not stop on SIGTERM", self.id);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the process again on the same address and data dir.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let addr = self.addr.clone();
+        self.spawn(&addr)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

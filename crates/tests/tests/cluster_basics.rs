@@ -1,0 +1,162 @@
+//! In-process cluster: election, replication, minority cannot write, majority goes on, healing
+//! converges, a restarted node catches up, snapshot install.
+
+use meridian_node::Consistency;
+use meridian_tests::{TestCluster, wait_until};
+use meridian_types::{ErrorCode, GroupId, NodeId};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn elects_replicates_and_routes_from_any_node() {
+    let c = TestCluster::start(3, 3).await.unwrap();
+    for (i, id) in c.ids.iter().enumerate() {
+        c.put(*id, &format!("key{i}"), &format!("v{i}"))
+            .await
+            .unwrap();
+    }
+    // Keys in different ranges, read through every node, every consistency.
+    for k in ["!first", "Mmiddle", "zlast"] {
+        c.put(NodeId(2), k, k).await.unwrap();
+    }
+    for id in c.ids.clone() {
+        for k in ["!first", "Mmiddle", "zlast", "key0", "key2"] {
+            let want = match k.strip_prefix("key") {
+                Some(n) => format!("v{n}"),
+                None => k.to_string(),
+            };
+            assert_eq!(
+                c.get(id, k, Consistency::Linearizable)
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(want.as_str())
+            );
+            assert_eq!(
+                c.get(id, k, Consistency::Lease).await.unwrap().as_deref(),
+                Some(want.as_str())
+            );
+        }
+    }
+    c.wait_converged(T).await.unwrap();
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn minority_cannot_write_majority_goes_on_and_heal_converges() {
+    let c = TestCluster::start(3, 1).await.unwrap();
+    let g = GroupId(1);
+    let leader = c.leader_of(g).unwrap();
+    let others: Vec<NodeId> = c.ids.iter().copied().filter(|n| *n != leader).collect();
+    c.put(leader, "a", "1").await.unwrap();
+    // Cut the leader off: it is now a minority of one.
+    c.isolate(leader);
+    let err = c.put(leader, "a", "minority").await.unwrap_err();
+    assert!(
+        matches!(
+            err.code,
+            ErrorCode::Timeout | ErrorCode::Unavailable | ErrorCode::NotLeader
+        ),
+        "{err}"
+    );
+    // The majority elects a new leader and goes on.
+    wait_until("a new leader in the majority", T, || async {
+        c.leader_of(g).is_some_and(|l| l != leader)
+    })
+    .await
+    .unwrap();
+    c.put(others[0], "a", "2").await.unwrap();
+    assert_eq!(
+        c.get(others[1], "a", Consistency::Linearizable)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2")
+    );
+    // The isolated old leader cannot serve a linearizable read.
+    assert!(c.get(leader, "a", Consistency::Linearizable).await.is_err());
+    c.heal();
+    c.wait_converged(T).await.unwrap();
+    assert_eq!(
+        c.get(leader, "a", Consistency::Linearizable)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2")
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarted_node_catches_up_from_its_disk() {
+    let mut c = TestCluster::start(3, 1).await.unwrap();
+    c.put(NodeId(1), "x", "before").await.unwrap();
+    c.crash(NodeId(3)).await;
+    for i in 0..20 {
+        c.put(NodeId(1), &format!("k{i}"), "while-down")
+            .await
+            .unwrap();
+    }
+    c.restart(NodeId(3)).await.unwrap();
+    c.wait_converged(T).await.unwrap();
+    assert_eq!(
+        c.get(NodeId(3), "k19", Consistency::Local)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("while-down")
+    );
+    assert_eq!(
+        c.get(NodeId(3), "x", Consistency::Local)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("before")
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn far_behind_node_gets_a_snapshot() {
+    // Snapshot every 50 entries and keep only 5 after it, so a node that misses 200 writes
+    // cannot be caught up from the log.
+    let mut c = TestCluster::start_with(3, 1, |cfg| {
+        cfg.raft.snapshot_logs_max = 50;
+        cfg.raft.logs_kept_after_snapshot = 5;
+    })
+    .await
+    .unwrap();
+    c.crash(NodeId(3)).await;
+    for i in 0..200 {
+        c.put(NodeId(1), &format!("s{i:03}"), &i.to_string())
+            .await
+            .unwrap();
+    }
+    let leader = c.leader_of(GroupId(1)).unwrap();
+    wait_until("the leader to purge its log", T, || async {
+        c.node(leader)
+            .group(GroupId(1))
+            .unwrap()
+            .status()
+            .snapshot_index
+            > 100
+    })
+    .await
+    .unwrap();
+    c.restart(NodeId(3)).await.unwrap();
+    c.wait_converged(T).await.unwrap();
+    let g3 = c.node(NodeId(3)).group(GroupId(1)).unwrap();
+    assert!(
+        g3.status().snapshot_index > 0,
+        "node 3 caught up without a snapshot"
+    );
+    assert_eq!(
+        c.get(NodeId(3), "s199", Consistency::Local)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("199")
+    );
+    c.shutdown().await;
+}

@@ -1,0 +1,16 @@
+//! Layer: transport. Node-to-node RPC: one call shape (an [`Envelope`] naming its group and
+//! method, answered with bytes), a gRPC implementation with one channel per peer node, and a
+//! simulated network for tests that partitions, delays and drops per link.
+//!
+//! Architecture invariant: payloads are opaque bytes here; this crate knows no Raft message,
+//! no key and no range.
+
+mod envelope;
+mod error;
+mod grpc;
+mod sim;
+
+pub use envelope::{Envelope, Handler, Transport};
+pub use error::TransportError;
+pub use grpc::{GrpcTransport, NodeRpcServer, node_rpc_service};
+pub use sim::{LinkRule, SimNetwork, SimTransport};
