@@ -40,7 +40,7 @@ pub fn init_test_tracing() {
 pub struct TestCluster {
     pub net: Arc<SimNetwork>,
     pub dir: tempfile::TempDir,
-    pub nodes: BTreeMap<NodeId, Option<Node>>,
+    pub nodes: parking_lot::RwLock<BTreeMap<NodeId, Option<Node>>>,
     pub ids: Vec<NodeId>,
     pub tweak: fn(&mut NodeConfig),
 }
@@ -67,7 +67,7 @@ impl TestCluster {
         let mut c = TestCluster {
             net: SimNetwork::new(),
             dir: tempfile::tempdir()?,
-            nodes: BTreeMap::new(),
+            nodes: parking_lot::RwLock::new(BTreeMap::new()),
             ids: Vec::new(),
             tweak,
         };
@@ -100,25 +100,37 @@ impl TestCluster {
         cfg
     }
 
-    async fn boot(&mut self, id: NodeId) -> anyhow::Result<()> {
-        let transport = self.net.transport(id);
-        let node = Node::start(self.config(id), transport)
-            .await
-            .map_err(anyhow::Error::msg)?;
+    async fn boot(&self, id: NodeId) -> anyhow::Result<()> {
+        // A crashed node's last in-flight requests may still hold its store open for a moment
+        // (a real process crash releases it at once): wait for the lock rather than fail.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let node = loop {
+            match Node::start(self.config(id), self.net.transport(id)).await {
+                Ok(n) => break n,
+                Err(e) if e.message.contains("Locked") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(anyhow::Error::msg(e)),
+            }
+        };
         self.net.register(id, node.handler());
-        self.nodes.insert(id, Some(node));
+        self.nodes.write().insert(id, Some(node));
         Ok(())
     }
 
-    pub fn node(&self, id: NodeId) -> &Node {
-        self.nodes
-            .get(&id)
-            .and_then(|n| n.as_ref())
+    /// A running node (a cheap clone). Panics if it is down.
+    pub fn node(&self, id: NodeId) -> Node {
+        self.try_node(id)
             .unwrap_or_else(|| panic!("node {id} is not running"))
+    }
+
+    pub fn try_node(&self, id: NodeId) -> Option<Node> {
+        self.nodes.read().get(&id).and_then(|n| n.clone())
     }
 
     pub fn running(&self) -> Vec<NodeId> {
         self.nodes
+            .read()
             .iter()
             .filter(|(_, n)| n.is_some())
             .map(|(id, _)| *id)
@@ -126,15 +138,16 @@ impl TestCluster {
     }
 
     /// Stops a node as a crash would: it vanishes from the network; its disk stays.
-    pub async fn crash(&mut self, id: NodeId) {
+    pub async fn crash(&self, id: NodeId) {
         self.net.unregister(id);
-        if let Some(Some(n)) = self.nodes.insert(id, None) {
+        let old = self.nodes.write().insert(id, None);
+        if let Some(Some(n)) = old {
             n.shutdown().await;
         }
     }
 
     /// Restarts a crashed node from its disk.
-    pub async fn restart(&mut self, id: NodeId) -> anyhow::Result<()> {
+    pub async fn restart(&self, id: NodeId) -> anyhow::Result<()> {
         self.boot(id).await
     }
 
@@ -260,7 +273,7 @@ impl TestCluster {
         bad
     }
 
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         for id in self.running() {
             self.crash(id).await;
         }

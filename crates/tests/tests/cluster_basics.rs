@@ -90,7 +90,7 @@ async fn minority_cannot_write_majority_goes_on_and_heal_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restarted_node_catches_up_from_its_disk() {
-    let mut c = TestCluster::start(3, 1).await.unwrap();
+    let c = TestCluster::start(3, 1).await.unwrap();
     c.put(NodeId(1), "x", "before").await.unwrap();
     c.crash(NodeId(3)).await;
     for i in 0..20 {
@@ -121,7 +121,7 @@ async fn restarted_node_catches_up_from_its_disk() {
 async fn far_behind_node_gets_a_snapshot() {
     // Snapshot every 50 entries and keep only 5 after it, so a node that misses 200 writes
     // cannot be caught up from the log.
-    let mut c = TestCluster::start_with(3, 1, |cfg| {
+    let c = TestCluster::start_with(3, 1, |cfg| {
         cfg.raft.snapshot_logs_max = 50;
         cfg.raft.logs_kept_after_snapshot = 5;
     })

@@ -37,7 +37,9 @@ async fn client(
         let running = c.running();
         let via = running[rng.random_range(0..running.len())];
         let key = KEYS[rng.random_range(0..KEYS.len())];
-        let node = c.node(via).clone();
+        let Some(node) = c.try_node(via) else {
+            continue;
+        };
         match rng.random_range(0..3) {
             0 => {
                 let v = format!("c{client}-{i}");
@@ -155,13 +157,18 @@ async fn run_seed(seed: u64) -> Result<(usize, usize), String> {
             stop.clone(),
         )));
     }
-    // The nemesis: partitions and isolations chosen by the seed (crashes need `&mut`, so they
-    // run in the crash test below).
+    // The nemesis: partitions, leader isolation and crash/restart, chosen by the seed.
     let mut rng = StdRng::seed_from_u64(seed);
     let mut faults = 0;
-    for _ in 0..4 {
+    for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
-        match rng.random_range(0..3) {
+        match rng.random_range(0..4) {
+            3 => {
+                let victim = c.leader_of(GroupId(2)).unwrap_or(NodeId(2));
+                c.crash(victim).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
+                c.restart(victim).await.map_err(|e| e.to_string())?;
+            }
             0 => {
                 let l = c.leader_of(GroupId(1)).unwrap_or(NodeId(1));
                 c.isolate(l);
