@@ -37,6 +37,9 @@ impl ServerProcess {
     }
 
     fn spawn(&mut self, listen: &str) -> anyhow::Result<()> {
+        if let Some(parent) = self.log.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
