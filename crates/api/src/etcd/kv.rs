@@ -28,12 +28,16 @@ impl<A: ClientApi> EtcdKv<A> {
         }
     }
 
-    async fn range(&self, r: pb::RangeRequest) -> Result<pb::RangeResponse, MeridianError> {
+    async fn range(
+        &self,
+        r: pb::RangeRequest,
+        asked: Option<Consistency>,
+    ) -> Result<pb::RangeResponse, MeridianError> {
         let (req, serializable, extras) = convert::range_from_pb(r)?;
         let consistency = if serializable {
             Consistency::Local
         } else {
-            Consistency::Linearizable
+            asked.unwrap_or(Consistency::Linearizable)
         };
         let (keys_only, count_only) = (req.keys_only, req.count_only);
         let mut resp = self.api.range(req, consistency).await?;
@@ -55,27 +59,33 @@ impl<A: ClientApi> EtcdKv<A> {
         ))
     }
 
-    async fn put(&self, r: pb::PutRequest) -> Result<pb::PutResponse, MeridianError> {
-        let resp = self
-            .api
-            .put(convert::put_from_pb(r)?, WriteOptions::default())
-            .await?;
+    async fn put(
+        &self,
+        r: pb::PutRequest,
+        opts: WriteOptions,
+    ) -> Result<pb::PutResponse, MeridianError> {
+        let resp = self.api.put(convert::put_from_pb(r)?, opts).await?;
         Ok(convert::put_to_pb(resp, self.header_info()))
     }
 
     async fn delete_range(
         &self,
         r: pb::DeleteRangeRequest,
+        opts: WriteOptions,
     ) -> Result<pb::DeleteRangeResponse, MeridianError> {
         let req = convert::delete_from_pb(r)?;
-        let resp = self.api.delete_range(req, WriteOptions::default()).await?;
+        let resp = self.api.delete_range(req, opts).await?;
         Ok(convert::delete_to_pb(resp, self.header_info()))
     }
 
-    async fn txn(&self, t: pb::TxnRequest) -> Result<pb::TxnResponse, MeridianError> {
+    async fn txn(
+        &self,
+        t: pb::TxnRequest,
+        opts: WriteOptions,
+    ) -> Result<pb::TxnResponse, MeridianError> {
         let req = convert::txn_from_pb(t)?;
         let (success, failure) = (req.success.clone(), req.failure.clone());
-        let resp = self.api.txn(req, WriteOptions::default()).await?;
+        let resp = self.api.txn(req, opts).await?;
         let ran = if resp.succeeded { success } else { failure };
         Ok(convert::txn_to_pb(resp, &ran, self.header_info()))
     }
@@ -97,6 +107,30 @@ impl<A: ClientApi> EtcdKv<A> {
     }
 }
 
+/// gRPC metadata naming a client request id: a retried write with the same id is applied once
+/// (the same meaning as HTTP's `Idempotency-Key`).
+pub const IDEMPOTENCY_METADATA: &str = "idempotency-key";
+/// gRPC metadata asking for a read consistency etcd's protocol cannot express (`lease`).
+pub const CONSISTENCY_METADATA: &str = "meridian-consistency";
+
+fn write_options<T>(req: &Request<T>) -> Result<WriteOptions, MeridianError> {
+    match req.metadata().get(IDEMPOTENCY_METADATA).map(|v| v.to_str()) {
+        None => Ok(WriteOptions::default()),
+        Some(Ok(s)) => Ok(WriteOptions {
+            request_id: Some(crate::http::request_id::parse_request_id(s)?),
+        }),
+        Some(Err(_)) => Err(MeridianError::invalid("idempotency-key is not ASCII")),
+    }
+}
+
+fn asked_consistency<T>(req: &Request<T>) -> Result<Option<Consistency>, MeridianError> {
+    match req.metadata().get(CONSISTENCY_METADATA).map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(s)) => Consistency::parse(s).map(Some),
+        Some(Err(_)) => Err(MeridianError::invalid("meridian-consistency is not ASCII")),
+    }
+}
+
 fn reply<T>(result: Result<T, MeridianError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(to_status)
 }
@@ -107,34 +141,46 @@ impl<A: ClientApi> Kv for EtcdKv<A> {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let asked = asked_consistency(&request);
         let r = request.into_inner();
         let op = if r.range_end.is_empty() {
             "get"
         } else {
             "scan"
         };
-        reply(observed(&self.api, op, self.range(r)).await)
+        reply(observed(&self.api, op, async { self.range(r, asked?).await }).await)
     }
 
     async fn put(
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        reply(observed(&self.api, "put", self.put(request.into_inner())).await)
+        let opts = write_options(&request);
+        let r = request.into_inner();
+        reply(observed(&self.api, "put", async { self.put(r, opts?).await }).await)
     }
 
     async fn delete_range(
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        reply(observed(&self.api, "delete", self.delete_range(request.into_inner())).await)
+        let opts = write_options(&request);
+        let r = request.into_inner();
+        reply(
+            observed(&self.api, "delete", async {
+                self.delete_range(r, opts?).await
+            })
+            .await,
+        )
     }
 
     async fn txn(
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
-        reply(observed(&self.api, "txn", self.txn(request.into_inner())).await)
+        let opts = write_options(&request);
+        let r = request.into_inner();
+        reply(observed(&self.api, "txn", async { self.txn(r, opts?).await }).await)
     }
 
     async fn compact(
