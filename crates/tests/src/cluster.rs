@@ -279,3 +279,15 @@ impl TestCluster {
         }
     }
 }
+
+impl TestCluster {
+    /// Starts a new node that joins the running cluster through `seed`.
+    pub async fn add_node(&mut self, id: NodeId, seed: NodeId) -> anyhow::Result<()> {
+        self.ids.push(id);
+        self.boot(id).await?;
+        self.node(id)
+            .join(&[format!("sim://{}", seed.0)])
+            .await
+            .map_err(anyhow::Error::msg)
+    }
+}

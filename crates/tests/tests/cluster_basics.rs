@@ -160,3 +160,41 @@ async fn far_behind_node_gets_a_snapshot() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_joins_and_serves_requests() {
+    let mut c = TestCluster::start(3, 2).await.unwrap();
+    c.put(NodeId(1), "before-join", "x").await.unwrap();
+    c.add_node(NodeId(4), NodeId(2)).await.unwrap();
+    // The map lists it, it follows the meta group, and it routes requests like any member.
+    wait_until("node 4 to learn the map", T, || async {
+        c.node(NodeId(4))
+            .cluster_map()
+            .is_some_and(|m| m.nodes.contains_key(&NodeId(4)))
+    })
+    .await
+    .unwrap();
+    wait_until("node 4 to follow the meta group", T, || async {
+        c.node(NodeId(4))
+            .group(GroupId::META)
+            .is_some_and(|g| g.status().learners.contains(&NodeId(4)))
+    })
+    .await
+    .unwrap();
+    c.put(NodeId(4), "after-join", "y").await.unwrap();
+    assert_eq!(
+        c.get(NodeId(4), "before-join", Consistency::Linearizable)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("x")
+    );
+    assert_eq!(
+        c.get(NodeId(1), "after-join", Consistency::Linearizable)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("y")
+    );
+    c.shutdown().await;
+}
