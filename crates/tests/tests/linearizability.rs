@@ -17,7 +17,8 @@ use std::time::Duration;
 
 const KEYS: [&str; 3] = ["apple", "mango", "zebra"];
 const CLIENTS: u64 = 4;
-const OPS_PER_CLIENT: usize = 30;
+/// Most operations per client; clients run until the nemesis is done or this many.
+const OPS_PER_CLIENT: usize = 150;
 
 async fn client(
     c: Arc<TestCluster>,
@@ -34,6 +35,8 @@ async fn client(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        // Pace the clients so their operations overlap the faults.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2..20))).await;
         let running = c.running();
         let via = running[rng.random_range(0..running.len())];
         let key = KEYS[rng.random_range(0..KEYS.len())];
@@ -184,10 +187,10 @@ async fn run_seed(seed: u64) -> Result<(usize, usize), String> {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
         c.heal();
     }
+    stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
-    stop.store(true, Ordering::Relaxed);
     let completed = h.completed();
     let check = h.check();
     if let Ok(c) = Arc::try_unwrap(c) {
