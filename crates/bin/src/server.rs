@@ -2,6 +2,7 @@
 
 use crate::config::{FileConfig, check_addr, pick};
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use meridian_node::{Node, NodeConfig};
 use meridian_transport::{GrpcTransport, node_rpc_service};
 use meridian_types::NodeId;
@@ -183,6 +184,12 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
         });
     }
 
+    // Small RPCs must not wait for Nagle's algorithm (a 40 ms stall against delayed ACKs).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "set TCP_NODELAY");
+        }
+    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
