@@ -9,6 +9,10 @@ mod server;
 
 use clap::{Parser, Subcommand};
 
+// mimalloc: measurably less CPU per request than the system allocator on this workload.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meridian",

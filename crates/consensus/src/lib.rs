@@ -13,5 +13,8 @@ mod network;
 mod state_machine;
 mod typ;
 
+#[cfg(test)]
+mod conformance;
+
 pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
 pub use network::RaftRouter;

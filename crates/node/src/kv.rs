@@ -8,6 +8,7 @@ use crate::view::{ClusterView, NodeStatus, NodeView, RangeView};
 use meridian_state::*;
 use meridian_types::{ErrorCode, GroupId, Limits, MeridianError, NodeId, RangeId, RequestId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The interval `[start, end)` an etcd-style `(key, range_end)` covers; `end` empty = no end.
 fn interval(key: &[u8], range_end: &[u8]) -> (Vec<u8>, Vec<u8>) {
@@ -100,8 +101,8 @@ impl Node {
         }
     }
 
-    fn map_or_err(&self) -> Result<ClusterMap, MeridianError> {
-        self.cluster_map()
+    fn map_or_err(&self) -> Result<Arc<ClusterMap>, MeridianError> {
+        self.map_arc()
             .filter(|m| m.is_initialized() || !m.ranges.is_empty())
             .ok_or_else(|| {
                 MeridianError::new(

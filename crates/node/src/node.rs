@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     /// Last leader this node heard of, per group (routing cache).
     pub(crate) leader_cache: RwLock<HashMap<GroupId, NodeId>>,
     pub(crate) hlc: Hlc,
+    /// The map last handed out, keyed by (from the meta group?, version), so the hot path does
+    /// not clone the map per request.
+    map_cache: RwLock<Option<(bool, u64, Arc<ClusterMap>)>>,
     pub(crate) metrics: Arc<Metrics>,
     /// Serializes group creation, init and join.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
@@ -117,6 +120,7 @@ impl Node {
                 bootstrap: RwLock::new(bootstrap),
                 leader_cache: RwLock::new(HashMap::new()),
                 hlc: Hlc::default(),
+                map_cache: RwLock::new(None),
                 metrics,
                 admin_lock: tokio::sync::Mutex::new(()),
                 last_leaders: Mutex::new(HashMap::new()),
@@ -176,6 +180,25 @@ impl Node {
             }
         }
         self.inner.bootstrap.read().clone()
+    }
+
+    /// The cluster map as a shared snapshot; cheap when nothing changed since the last call.
+    pub fn map_arc(&self) -> Option<Arc<ClusterMap>> {
+        let meta_version = self
+            .group(GroupId::META)
+            .and_then(|g| g.read(|s| s.meta.is_initialized().then_some(s.meta.version)));
+        let key = match meta_version {
+            Some(v) => (true, v),
+            None => (false, self.inner.bootstrap.read().as_ref()?.version),
+        };
+        if let Some((from_meta, version, map)) = &*self.inner.map_cache.read() {
+            if (*from_meta, *version) == key {
+                return Some(map.clone());
+            }
+        }
+        let map = Arc::new(self.cluster_map()?);
+        *self.inner.map_cache.write() = Some((key.0, key.1, map.clone()));
+        Some(map)
     }
 
     /// Stops background work and every group. Data stays on disk.
@@ -363,6 +386,7 @@ impl Node {
             .map_err(storage_err)?;
         put_u64(&*self.inner.store, K_CLUSTER_ID, map.cluster_id.0)?;
         *self.inner.bootstrap.write() = Some(map.clone());
+        *self.inner.map_cache.write() = None;
         self.inner
             .cluster_id
             .store(map.cluster_id.0, Ordering::Release);

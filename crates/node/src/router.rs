@@ -15,7 +15,7 @@ pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
 impl Node {
     /// Replicas of a group, from the cluster map.
     pub(crate) fn replicas_of(&self, group: GroupId) -> Vec<NodeId> {
-        let Some(map) = self.cluster_map() else {
+        let Some(map) = self.map_arc() else {
             return Vec::new();
         };
         if group.is_meta() {
