@@ -191,10 +191,14 @@ impl Node {
             Some(v) => (true, v),
             None => (false, self.inner.bootstrap.read().as_ref()?.version),
         };
-        if let Some((from_meta, version, map)) = &*self.inner.map_cache.read() {
-            if (*from_meta, *version) == key {
-                return Some(map.clone());
-            }
+        if let Some((_, _, map)) = self
+            .inner
+            .map_cache
+            .read()
+            .as_ref()
+            .filter(|(m, v, _)| (*m, *v) == key)
+        {
+            return Some(map.clone());
         }
         let map = Arc::new(self.cluster_map()?);
         *self.inner.map_cache.write() = Some((key.0, key.1, map.clone()));
