@@ -46,14 +46,15 @@ fn client_for(addr: &str) -> Result<NodeRpcClient<Channel>, TransportError> {
         .max_encoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX))
 }
 
-fn to_pb(env: &Envelope) -> PbEnvelope {
+fn to_pb(env: Envelope) -> PbEnvelope {
+    // Moves the payload: an AppendEntries payload can be large and is sent once.
     PbEnvelope {
         cluster_id: env.cluster_id.0,
         from_node: env.from.0,
         to_node: env.to.0,
         group_id: env.group.0,
-        method: env.method.clone(),
-        payload: env.payload.clone(),
+        method: env.method,
+        payload: env.payload,
     }
 }
 
@@ -62,9 +63,10 @@ async fn do_call(
     env: Envelope,
 ) -> Result<Vec<u8>, TransportError> {
     let node = env.to.0;
-    let mut req = tonic::Request::new(to_pb(&env));
-    req.set_timeout(env.timeout);
-    match tokio::time::timeout(env.timeout, client.call(req)).await {
+    let timeout = env.timeout;
+    let mut req = tonic::Request::new(to_pb(env));
+    req.set_timeout(timeout);
+    match tokio::time::timeout(timeout, client.call(req)).await {
         Err(_) => Err(TransportError::Timeout { node }),
         Ok(Ok(resp)) => Ok(resp.into_inner().payload),
         Ok(Err(status)) => match status.code() {
