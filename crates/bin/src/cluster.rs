@@ -156,6 +156,7 @@ pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> anyhow::Resu
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
+            spinner.finish_and_clear();
             bail!("cluster not ready after {timeout:?}: {last}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
