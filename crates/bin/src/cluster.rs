@@ -138,10 +138,14 @@ pub async fn fetch_view(endpoints: &[String]) -> anyhow::Result<ClusterView> {
 
 /// Waits until the cluster map is known and every range (and the meta group) has a leader.
 pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     loop {
         let last = match fetch_view(endpoints).await {
             Ok(v) if !v.ranges.is_empty() && v.ranges.iter().all(|r| r.leader.is_some()) => {
+                spinner.finish_and_clear();
                 return Ok(());
             }
             Ok(v) => {
@@ -151,10 +155,21 @@ pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> anyhow::Resu
                     .filter(|r| r.leader.is_none())
                     .map(|r| r.id.to_string())
                     .collect();
+                let led = v.ranges.len() - missing.len();
+                spinner.set_message(format!(
+                    "waiting for leaders: {led} of {} groups elected",
+                    v.ranges.len()
+                ));
                 format!("ranges without a leader: {}", missing.join(", "))
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                spinner.set_message("waiting for the cluster map");
+                e.to_string()
+            }
         };
+        if started.elapsed() > Duration::from_millis(500) {
+            spinner.tick();
+        }
         if Instant::now() >= deadline {
             spinner.finish_and_clear();
             bail!("cluster not ready after {timeout:?}: {last}");
