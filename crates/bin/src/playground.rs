@@ -29,9 +29,6 @@ const ZONES: &str = "abc";
 /// Most nodes a playground runs.
 const NODES_MAX: u32 = 9;
 
-/// Ranges a new playground's key space is split into.
-const RANGES: u32 = 1;
-
 /// How long a stopping node may take after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -50,6 +47,9 @@ pub struct PlaygroundArgs {
     /// Listen on ports P, P+1, ... [default: free ports].
     #[arg(long)]
     base_port: Option<u16>,
+    /// Split the key space into this many ranges, each its own Raft group with its own leader.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=256))]
+    ranges: u32,
 }
 
 /// SIGINT and SIGTERM, caught from the start so that no signal kills the playground before it
@@ -97,7 +97,7 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
     let mut children = Children::default();
 
     let started = tokio::select! {
-        r = start(&exe, specs, &mut children, args.data_dir.is_some(), &dir) => Some(r),
+        r = start(&exe, specs, &mut children, args.data_dir.is_some(), &dir, args.ranges) => Some(r),
         name = signals.recv() => {
             println!("{name}: stopping");
             None
@@ -147,6 +147,7 @@ async fn start(
     children: &mut Children,
     keep: bool,
     dir: &Path,
+    ranges: u32,
 ) -> anyhow::Result<()> {
     println!("starting {} nodes in {}", specs.len(), dir.display());
     for spec in specs {
@@ -160,7 +161,7 @@ async fn start(
         .save(dir)?;
     }
     let init = async {
-        match crate::cluster::init_cluster(&endpoints, RANGES).await {
+        match crate::cluster::init_cluster(&endpoints, ranges).await {
             Ok(cluster_id) => {
                 println!("initialised cluster {cluster_id:016x}");
                 Ok(())
@@ -309,6 +310,7 @@ mod tests {
             nodes,
             data_dir,
             base_port,
+            ranges: 3,
         }
     }
 
