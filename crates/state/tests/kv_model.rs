@@ -149,7 +149,8 @@ impl Model {
                 .filter(|kv| in_range(&kv.key, &c.key, &c.range_end))
                 .collect();
             if kvs.is_empty() {
-                compare_kv(&KeyValue::default(), c)
+                // etcd: a value compare on a missing key always fails.
+                !matches!(c.target, CompareTarget::Value(_)) && compare_kv(&KeyValue::default(), c)
             } else {
                 kvs.iter().all(|kv| compare_kv(kv, c))
             }

@@ -282,9 +282,10 @@ fn txn_compares_every_target_and_op() {
         ("a", Equal, T::Lease(7), true),
         ("a", Less, T::Lease(8), true),
         ("a", Greater, T::Lease(-1), true),
-        // A missing key: empty value, everything else 0.
-        ("q", Equal, T::Value(vec![]), true),
-        ("q", Less, T::Value(b("a")), true),
+        // A missing key: a value compare always fails (etcd), everything else compares as 0.
+        ("q", Equal, T::Value(vec![]), false),
+        ("q", Less, T::Value(b("a")), false),
+        ("q", NotEqual, T::Value(b("a")), false),
         ("q", Equal, T::Version(0), true),
         ("q", Greater, T::Version(0), false),
         ("q", Equal, T::CreateRevision(0), true),

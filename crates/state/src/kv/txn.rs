@@ -53,12 +53,13 @@ fn holds(actual: Ordering, op: CompareOp) -> bool {
     }
 }
 
-/// Compares one key's state; `None` is a missing key, which has an empty value, version 0,
-/// create and mod revision 0 and lease 0 (the rule of this crate's interface).
+/// Compares one key's state; `None` is a missing key, which has version 0, create and mod
+/// revision 0 and lease 0. A value compare on a missing key always fails, whatever the operator
+/// (etcd's rule: gRPC cannot tell a missing value from an empty one).
 fn compare_one(state: Option<(u64, &Live)>, op: CompareOp, target: &CompareTarget) -> bool {
     let ordering = match (target, state) {
         (CompareTarget::Value(v), Some((_, l))) => l.value.as_slice().cmp(v.as_slice()),
-        (CompareTarget::Value(v), None) => [].as_slice().cmp(v.as_slice()),
+        (CompareTarget::Value(_), None) => return false,
         (CompareTarget::Version(v), s) => s.map_or(0, |(_, l)| l.version).cmp(v),
         (CompareTarget::CreateRevision(v), s) => s.map_or(0, |(_, l)| l.create_revision).cmp(v),
         (CompareTarget::ModRevision(v), s) => s.map_or(0, |(m, _)| m).cmp(v),
