@@ -474,6 +474,10 @@ impl Node {
         }
         let node = req.info.id;
         let addr = req.info.addr.clone();
+        // Right after `init` the meta group may not hold the map yet: store it first
+        // (idempotent for the same cluster).
+        self.execute(GroupId::META, GroupOp::Meta(MetaCommand::Init(map)))
+            .await?;
         self.execute(
             GroupId::META,
             GroupOp::Meta(MetaCommand::UpsertNode(req.info)),
