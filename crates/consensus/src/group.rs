@@ -37,8 +37,11 @@ impl Default for GroupConfig {
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
-            snapshot_logs_max: 20_000,
-            logs_kept_after_snapshot: 1_000,
+            // etcd's defaults (--snapshot-count, --snapshot-catchup-entries): a snapshot
+            // serializes the whole range, so building one every few thousand writes costs more
+            // than it saves.
+            snapshot_logs_max: 100_000,
+            logs_kept_after_snapshot: 5_000,
         }
     }
 }

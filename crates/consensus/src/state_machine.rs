@@ -48,7 +48,7 @@ impl GroupStateMachine {
     /// Opens the state machine from its last durable snapshot; openraft re-applies the
     /// committed log after it.
     pub(crate) fn open(group: GroupId, store: Arc<dyn LogStore>) -> io::Result<Self> {
-        let data = match store.get_meta(group, META_SNAPSHOT)? {
+        let data = match store.get_blob(group, META_SNAPSHOT)? {
             None => SmData::default(),
             Some(bytes) => {
                 let snap: StoredSnapshot =
@@ -67,8 +67,7 @@ impl GroupStateMachine {
     fn save_snapshot(&self, snap: &StoredSnapshot) -> io::Result<()> {
         let bytes = postcard::to_allocvec(snap).map_err(io::Error::other)?;
         // Durable before openraft purges the log it replaces.
-        self.store
-            .put_meta(self.group, META_SNAPSHOT, &bytes, true)?;
+        self.store.put_blob(self.group, META_SNAPSHOT, &bytes)?;
         Ok(())
     }
 }
@@ -161,7 +160,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        match self.store.get_meta(self.group, META_SNAPSHOT)? {
+        match self.store.get_blob(self.group, META_SNAPSHOT)? {
             None => Ok(None),
             Some(bytes) => {
                 let snap: StoredSnapshot =

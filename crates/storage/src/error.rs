@@ -12,6 +12,8 @@ pub enum StorageError {
         what: String,
         detail: String,
     },
+    #[error("storage i/o: {0}")]
+    Io(String),
     #[error("storage is shut down")]
     Closed,
 }

@@ -46,6 +46,12 @@ pub trait LogStore: Send + Sync + 'static {
 
     fn get_meta(&self, group: GroupId, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// Stores a large named value of `group` (a snapshot) durably, outside the log's journal so
+    /// writing it never delays log appends: written to a temp file, fsynced, renamed.
+    fn put_blob(&self, group: GroupId, name: &str, value: &[u8]) -> Result<(), StorageError>;
+
+    fn get_blob(&self, group: GroupId, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
     /// Removes every record of `group` (its replica was removed from this node).
     fn remove_group(&self, group: GroupId) -> Result<(), StorageError>;
 
