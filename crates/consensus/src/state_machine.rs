@@ -76,6 +76,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let started = std::time::Instant::now();
         let (bytes, last_applied, membership) = {
             let d = self.data.read();
             (
@@ -94,9 +95,11 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
             data: bytes,
         };
         self.save_snapshot(&stored)?;
-        tracing::debug!(
+        tracing::info!(
             group_id = self.group.0,
             bytes = stored.data.len(),
+            index = ?last_applied.map(|l| l.index),
+            millis = started.elapsed().as_millis() as u64,
             "built snapshot"
         );
         Ok(Snapshot {
