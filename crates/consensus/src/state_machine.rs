@@ -13,7 +13,6 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const META_SNAPSHOT: &str = "raft.snapshot";
 
@@ -37,7 +36,6 @@ pub(crate) struct GroupStateMachine {
     group: GroupId,
     store: Arc<dyn LogStore>,
     pub(crate) data: Arc<RwLock<SmData>>,
-    snapshot_seq: Arc<AtomicU64>,
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -60,7 +58,6 @@ impl GroupStateMachine {
             group,
             store,
             data: Arc::new(RwLock::new(data)),
-            snapshot_seq: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -85,7 +82,6 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
                 d.last_membership.clone(),
             )
         };
-        self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let meta = SnapshotMeta {
             last_log_id: last_applied,
             last_membership: membership,

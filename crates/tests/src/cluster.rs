@@ -234,6 +234,15 @@ impl TestCluster {
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
 
+    /// Reads `key` through `via` and panics unless it holds `want` (`None`: absent).
+    pub async fn assert_value(&self, via: NodeId, key: &str, c: Consistency, want: Option<&str>) {
+        let got = self
+            .get(via, key, c)
+            .await
+            .unwrap_or_else(|e| panic!("read {key} via {via}: {e}"));
+        assert_eq!(got.as_deref(), want, "{key} read via node {via} with {c:?}");
+    }
+
     /// Waits until every running replica of every group has applied the same index and holds
     /// identical state.
     pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<()> {

@@ -26,17 +26,10 @@ async fn elects_replicates_and_routes_from_any_node() {
                 Some(n) => format!("v{n}"),
                 None => k.to_string(),
             };
-            assert_eq!(
-                c.get(id, k, Consistency::Linearizable)
-                    .await
-                    .unwrap()
-                    .as_deref(),
-                Some(want.as_str())
-            );
-            assert_eq!(
-                c.get(id, k, Consistency::Lease).await.unwrap().as_deref(),
-                Some(want.as_str())
-            );
+            for consistency in [Consistency::Linearizable, Consistency::Lease] {
+                c.assert_value(id, k, consistency, Some(want.as_str()))
+                    .await;
+            }
         }
     }
     c.wait_converged(T).await.unwrap();
@@ -67,24 +60,14 @@ async fn minority_cannot_write_majority_goes_on_and_heal_converges() {
     .await
     .unwrap();
     c.put(others[0], "a", "2").await.unwrap();
-    assert_eq!(
-        c.get(others[1], "a", Consistency::Linearizable)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("2")
-    );
+    c.assert_value(others[1], "a", Consistency::Linearizable, Some("2"))
+        .await;
     // The isolated old leader cannot serve a linearizable read.
     assert!(c.get(leader, "a", Consistency::Linearizable).await.is_err());
     c.heal();
     c.wait_converged(T).await.unwrap();
-    assert_eq!(
-        c.get(leader, "a", Consistency::Linearizable)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("2")
-    );
+    c.assert_value(leader, "a", Consistency::Linearizable, Some("2"))
+        .await;
     c.shutdown().await;
 }
 
@@ -100,20 +83,10 @@ async fn restarted_node_catches_up_from_its_disk() {
     }
     c.restart(NodeId(3)).await.unwrap();
     c.wait_converged(T).await.unwrap();
-    assert_eq!(
-        c.get(NodeId(3), "k19", Consistency::Local)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("while-down")
-    );
-    assert_eq!(
-        c.get(NodeId(3), "x", Consistency::Local)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("before")
-    );
+    c.assert_value(NodeId(3), "k19", Consistency::Local, Some("while-down"))
+        .await;
+    c.assert_value(NodeId(3), "x", Consistency::Local, Some("before"))
+        .await;
     c.shutdown().await;
 }
 
@@ -151,13 +124,8 @@ async fn far_behind_node_gets_a_snapshot() {
         g3.status().snapshot_index > 0,
         "node 3 caught up without a snapshot"
     );
-    assert_eq!(
-        c.get(NodeId(3), "s199", Consistency::Local)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("199")
-    );
+    c.assert_value(NodeId(3), "s199", Consistency::Local, Some("199"))
+        .await;
     c.shutdown().await;
 }
 
@@ -182,19 +150,19 @@ async fn a_new_node_joins_and_serves_requests() {
     .await
     .unwrap();
     c.put(NodeId(4), "after-join", "y").await.unwrap();
-    assert_eq!(
-        c.get(NodeId(4), "before-join", Consistency::Linearizable)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("x")
-    );
-    assert_eq!(
-        c.get(NodeId(1), "after-join", Consistency::Linearizable)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("y")
-    );
+    c.assert_value(
+        NodeId(4),
+        "before-join",
+        Consistency::Linearizable,
+        Some("x"),
+    )
+    .await;
+    c.assert_value(
+        NodeId(1),
+        "after-join",
+        Consistency::Linearizable,
+        Some("y"),
+    )
+    .await;
     c.shutdown().await;
 }
