@@ -240,6 +240,17 @@ impl RaftGroup {
         }
     }
 
+    /// The applied index and a hash of the applied state: replicas of a group at the same
+    /// applied index must report the same hash (a check for simulations and tests).
+    pub fn state_digest(&self) -> (u64, u64) {
+        use std::hash::{Hash, Hasher};
+        let d = self.sm.data.read();
+        let bytes = postcard::to_allocvec(&d.state).unwrap_or_default();
+        let mut h = std::hash::DefaultHasher::new();
+        bytes.hash(&mut h);
+        (d.last_applied.map(|l| l.index).unwrap_or(0), h.finish())
+    }
+
     /// Adds a non-voting member that receives the log (and a snapshot if it is far behind).
     pub async fn add_learner(&self, node: NodeId, addr: String) -> Result<(), MeridianError> {
         match self

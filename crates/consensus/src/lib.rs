@@ -10,6 +10,7 @@
 mod group;
 mod log_store;
 mod network;
+mod runtime;
 mod state_machine;
 mod typ;
 
@@ -18,3 +19,11 @@ mod conformance;
 
 pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
 pub use network::RaftRouter;
+
+/// The log id (term, leader and index) of a stored log record, for checks that compare the logs
+/// of replicas (log matching); `None` when the record does not decode.
+pub fn log_record_id(record: &[u8]) -> Option<String> {
+    use openraft::entry::RaftEntry;
+    let e: typ::Entry = postcard::from_bytes(record).ok()?;
+    Some(e.log_id().to_string())
+}

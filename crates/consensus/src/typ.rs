@@ -8,6 +8,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = CommandResult,
+        AsyncRuntime = crate::runtime::MeridianRuntime,
 );
 
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;

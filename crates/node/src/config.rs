@@ -21,6 +21,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// How long a client request may take, retries and forwarding included.
     pub request_timeout: Duration,
+    /// The wall clock the hybrid logical clock reads (the system clock but in simulations).
+    pub clock: crate::WallClock,
 }
 
 impl NodeConfig {
@@ -40,6 +42,7 @@ impl NodeConfig {
             raft: GroupConfig::default(),
             limits: Limits::default(),
             request_timeout: Duration::from_secs(10),
+            clock: crate::WallClock::system(),
         }
     }
 }

@@ -47,7 +47,7 @@ fn clip(start: &[u8], end: &[u8], r: &RangeInfo) -> (Vec<u8>, Vec<u8>) {
 
 fn new_request_id(opts: WriteOptions) -> RequestId {
     opts.request_id
-        .unwrap_or_else(|| RequestId(rand::random::<u128>()))
+        .unwrap_or_else(|| RequestId(meridian_types::rng::next_u128()))
 }
 
 impl Node {
@@ -388,7 +388,7 @@ impl ClientApi for Node {
         for r in map.ranges.values() {
             let op = GroupOp::Compact {
                 revision,
-                request_id: RequestId(rand::random()),
+                request_id: RequestId(meridian_types::rng::next_u128()),
             };
             match self.execute(r.id.group(), op).await {
                 Ok(_) => compacted_any = true,

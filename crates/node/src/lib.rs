@@ -17,7 +17,7 @@ mod view;
 
 pub use client_api::{ClientApi, Consistency, WriteOptions};
 pub use config::NodeConfig;
-pub use hlc::Hlc;
+pub use hlc::{Hlc, WallClock};
 pub use metrics::Metrics;
 pub use node::Node;
 pub use view::{ClusterView, NodeStatus, NodeView, RangeView};

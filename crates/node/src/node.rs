@@ -13,7 +13,7 @@ use meridian_storage::{DiskStore, DiskStoreConfig, FsyncObserver, LogStore};
 use meridian_transport::{Envelope, Handler, Transport};
 use meridian_types::{ClusterId, ErrorCode, GroupId, MeridianError, NodeId};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -36,11 +36,11 @@ pub(crate) struct Inner {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) router: RaftRouter,
     pub(crate) cluster_id: Arc<AtomicU64>,
-    pub(crate) groups: RwLock<HashMap<GroupId, RaftGroup>>,
+    pub(crate) groups: RwLock<BTreeMap<GroupId, RaftGroup>>,
     /// The map handed over at `init` or `join`, used until the meta group holds one.
     pub(crate) bootstrap: RwLock<Option<ClusterMap>>,
     /// Last leader this node heard of, per group (routing cache).
-    pub(crate) leader_cache: RwLock<HashMap<GroupId, NodeId>>,
+    pub(crate) leader_cache: RwLock<BTreeMap<GroupId, NodeId>>,
     pub(crate) hlc: Hlc,
     /// The map last handed out, keyed by (from the meta group?, version), so the hot path does
     /// not clone the map per request.
@@ -48,7 +48,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     /// Serializes group creation, init and join.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
-    last_leaders: Mutex<HashMap<GroupId, Option<NodeId>>>,
+    last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -80,7 +80,16 @@ impl Node {
                 format!("open data dir {}: {e}", cfg.data_dir.display()),
             )
         })?);
+        Self::start_with_store(cfg, store, transport, metrics).await
+    }
 
+    /// Starts a node on a store the caller opened (a simulation's in-memory store).
+    pub async fn start_with_store(
+        cfg: NodeConfig,
+        store: Arc<dyn LogStore>,
+        transport: Arc<dyn Transport>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Node, MeridianError> {
         // Identity: a data dir belongs to one node of one cluster.
         let stored_id = get_u64(&*store, K_NODE_ID)?;
         match stored_id {
@@ -109,6 +118,7 @@ impl Node {
         };
         let router = RaftRouter::new(cfg.id, cluster_id.clone(), transport.clone());
         let (shutdown_tx, _) = watch::channel(false);
+        let hlc = Hlc::with_clock(cfg.clock.clone());
         let node = Node {
             inner: Arc::new(Inner {
                 cfg,
@@ -116,14 +126,14 @@ impl Node {
                 transport,
                 router,
                 cluster_id,
-                groups: RwLock::new(HashMap::new()),
+                groups: RwLock::new(BTreeMap::new()),
                 bootstrap: RwLock::new(bootstrap),
-                leader_cache: RwLock::new(HashMap::new()),
-                hlc: Hlc::default(),
+                leader_cache: RwLock::new(BTreeMap::new()),
+                hlc,
                 map_cache: RwLock::new(None),
                 metrics,
                 admin_lock: tokio::sync::Mutex::new(()),
-                last_leaders: Mutex::new(HashMap::new()),
+                last_leaders: Mutex::new(BTreeMap::new()),
                 shutdown_tx,
             }),
         };
@@ -208,7 +218,9 @@ impl Node {
     /// Stops background work and every group. Data stays on disk.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown_tx.send(true);
-        let groups: Vec<RaftGroup> = self.inner.groups.write().drain().map(|(_, g)| g).collect();
+        let groups: Vec<RaftGroup> = std::mem::take(&mut *self.inner.groups.write())
+            .into_values()
+            .collect();
         for g in groups {
             g.shutdown().await;
         }

@@ -6,7 +6,9 @@ use crate::node::{Node, decode, encode};
 use meridian_state::{Command, CommandResult, KvCommand, KvEntry};
 use meridian_types::{ErrorCode, GroupId, MeridianError, NodeId};
 use rand::Rng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so a simulation's virtual time drives deadlines and backoff.
+use tokio::time::Instant;
 
 /// First pause between retries when no leader is known; doubles up to the max.
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -119,7 +121,8 @@ impl Node {
             if now >= deadline {
                 break;
             }
-            let jitter = rand::rng().random_range(0..=backoff.as_millis() as u64 / 2);
+            let jitter =
+                meridian_types::rng::with(|r| r.random_range(0..=backoff.as_millis() as u64 / 2));
             let pause = (backoff + Duration::from_millis(jitter)).min(deadline - now);
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);

@@ -9,7 +9,7 @@ use meridian_proto::node::node_rpc_server::{NodeRpc, NodeRpcServer as GenServer}
 use meridian_proto::node::{Envelope as PbEnvelope, EnvelopeReply};
 use meridian_types::{ClusterId, GroupId, NodeId};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -19,13 +19,28 @@ pub const NODE_RPC_MESSAGE_BYTES_MAX: usize = 512 << 20;
 /// How long a connection attempt to a peer may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A byte stream to a peer.
+pub trait PeerStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> PeerStream for T {}
+
+/// Opens a byte stream to `host:port`. TCP by default; a simulation supplies its own network.
+pub type Connector =
+    Arc<dyn Fn(String) -> BoxFuture<'static, std::io::Result<Box<dyn PeerStream>>> + Send + Sync>;
+
 #[derive(Default)]
 pub struct GrpcTransport {
-    peers: RwLock<HashMap<NodeId, (String, NodeRpcClient<Channel>)>>,
-    by_addr: RwLock<HashMap<String, NodeRpcClient<Channel>>>,
+    peers: RwLock<BTreeMap<NodeId, (String, NodeRpcClient<Channel>)>>,
+    by_addr: RwLock<BTreeMap<String, NodeRpcClient<Channel>>>,
+    connector: Option<Connector>,
 }
 
-fn client_for(addr: &str) -> Result<NodeRpcClient<Channel>, TransportError> {
+fn client_for(
+    addr: &str,
+    connector: Option<&Connector>,
+) -> Result<NodeRpcClient<Channel>, TransportError> {
     let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_string()
     } else {
@@ -41,7 +56,23 @@ fn client_for(addr: &str) -> Result<NodeRpcClient<Channel>, TransportError> {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    Ok(NodeRpcClient::new(ep.connect_lazy())
+    let channel = match connector {
+        None => ep.connect_lazy(),
+        Some(c) => {
+            let c = c.clone();
+            ep.connect_with_connector_lazy(tower::service_fn(
+                move |uri: tonic::codegen::http::Uri| {
+                    let c = c.clone();
+                    async move {
+                        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+                        let stream = c(authority).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                },
+            ))
+        }
+    };
+    Ok(NodeRpcClient::new(channel)
         .max_decoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX))
 }
@@ -89,6 +120,14 @@ impl GrpcTransport {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A transport whose connections are opened by `connector` instead of TCP.
+    pub fn with_connector(connector: Connector) -> Self {
+        Self {
+            connector: Some(connector),
+            ..Self::default()
+        }
+    }
 }
 
 impl Transport for GrpcTransport {
@@ -116,7 +155,7 @@ impl Transport for GrpcTransport {
                 return;
             }
         }
-        match client_for(&addr) {
+        match client_for(&addr, self.connector.as_ref()) {
             Ok(c) => {
                 self.peers.write().insert(node, (addr, c));
             }
@@ -132,7 +171,7 @@ impl Transport for GrpcTransport {
         let cached = self.by_addr.read().get(addr).cloned();
         let client = match cached {
             Some(c) => c,
-            None => match client_for(addr) {
+            None => match client_for(addr, self.connector.as_ref()) {
                 Ok(c) => {
                     self.by_addr.write().insert(addr.to_string(), c.clone());
                     c

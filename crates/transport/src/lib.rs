@@ -12,5 +12,5 @@ mod sim;
 
 pub use envelope::{Envelope, Handler, Transport};
 pub use error::TransportError;
-pub use grpc::{GrpcTransport, NodeRpcServer, node_rpc_service};
+pub use grpc::{Connector, GrpcTransport, NodeRpcServer, PeerStream, node_rpc_service};
 pub use sim::{LinkRule, SimNetwork, SimTransport};

@@ -6,6 +6,7 @@
 mod error;
 mod ids;
 mod limits;
+pub mod rng;
 
 pub use error::{ErrorCode, MeridianError};
 pub use ids::{ClusterId, GroupId, NodeId, RangeId, RequestId};

@@ -1,0 +1,8 @@
+//! The invariants every run must keep, one per file.
+
+pub mod election_safety;
+pub mod linearizability;
+pub mod log_matching;
+pub mod no_lost_writes;
+pub mod replica_convergence;
+pub mod revisions;

@@ -1,0 +1,67 @@
+//! After the heal, the replicas of every group reach the same applied index with byte-identical
+//! state (compared by a hash of the encoded state machine).
+
+use meridian_state::ClusterMap;
+use meridian_types::GroupId;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::run::Registry;
+
+/// Steps the simulation until every group's replicas agree (or `max` passes); returns
+/// `(group, applied index, state hash)` for each group.
+pub fn wait_and_check(
+    sim: &mut turmoil::Sim<'_>,
+    registry: &Registry,
+    map: Option<&ClusterMap>,
+    max: Duration,
+) -> Result<Vec<(u64, u64, u64)>, String> {
+    let Some(map) = map else {
+        return Err("replica convergence: no node has a cluster map after the heal".into());
+    };
+    let mut groups: Vec<(u64, Vec<u64>)> =
+        vec![(0, map.meta_replicas.iter().map(|n| n.0).collect())];
+    for r in map.ranges.values() {
+        groups.push((r.id.0, r.replicas.iter().map(|n| n.0).collect()));
+    }
+    let deadline = sim.elapsed() + max;
+    let mut last = BTreeMap::new();
+    loop {
+        let mut all_agree = true;
+        let mut digests = Vec::new();
+        {
+            let reg = registry.lock();
+            for (g, replicas) in &groups {
+                let seen: Vec<(u64, Option<(u64, u64)>)> = replicas
+                    .iter()
+                    .map(|n| {
+                        let d = reg
+                            .get(n)
+                            .and_then(|node| node.group(GroupId(*g)))
+                            .map(|rg| rg.state_digest());
+                        (*n, d)
+                    })
+                    .collect();
+                let first = seen[0].1;
+                if first.is_none() || seen.iter().any(|(_, d)| *d != first) {
+                    all_agree = false;
+                }
+                if let Some((idx, h)) = first {
+                    digests.push((*g, idx, h));
+                }
+                last.insert(*g, seen);
+            }
+        }
+        if all_agree {
+            return Ok(digests);
+        }
+        if sim.elapsed() > deadline {
+            return Err(format!(
+                "replica convergence: replicas still differ {max:?} after the heal (node, (applied index, state hash)): {last:?}"
+            ));
+        }
+        if let Err(e) = sim.step() {
+            return Err(format!("a host failed while converging: {e}"));
+        }
+    }
+}

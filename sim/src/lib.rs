@@ -1,0 +1,16 @@
+//! Deterministic simulation of whole Meridian clusters: real node code (openraft groups, the
+//! router, the HTTP and gRPC APIs, the tonic node transport) on turmoil's simulated network and
+//! clock, with an in-memory disk that loses unsynced writes at a crash. One `u64` seed decides
+//! the cluster, the workload and every fault, and replays the run exactly.
+
+pub mod history;
+pub mod http;
+pub mod invariants;
+pub mod net;
+pub mod run;
+pub mod store;
+
+pub use run::{Outcome, Plan, run, run_plan};
+
+/// Seeds that once failed, kept as regression tests (see docs/verification.md).
+pub const REGRESSION_SEEDS: &[u64] = &[];

@@ -1,0 +1,812 @@
+//! One simulated run: a cluster of real Meridian nodes on turmoil's network, clients using the
+//! public HTTP API, and a nemesis, all decided by one seed.
+
+use crate::history::{Event, History, Op, Ret};
+use crate::invariants;
+use crate::net::{self, PORT};
+use crate::store::MemStore;
+use meridian_consensus::{GroupConfig, Role};
+use meridian_node::layout::initial_map;
+use meridian_node::messages::{Hello, M_HELLO, M_INIT};
+use meridian_node::{Metrics, Node, NodeConfig, WallClock};
+use meridian_state::ClusterMap;
+use meridian_transport::{Envelope, GrpcTransport, Transport, node_rpc_service};
+use meridian_types::{ClusterId, GroupId, MeridianError, NodeId};
+use parking_lot::Mutex;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Normal one-way message latency bound between any two hosts.
+const LATENCY_MAX: Duration = Duration::from_millis(8);
+/// How long the clients wait for the cluster to form before the first operation.
+const WARMUP: Duration = Duration::from_secs(3);
+/// How long after the heal the cluster has to answer every key on every node and converge.
+const RECOVERY_MAX: Duration = Duration::from_secs(60);
+
+/// What a seed decides.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub seed: u64,
+    pub nodes: u64,
+    pub ranges: u32,
+    pub clients: u64,
+    pub keys: u64,
+    /// Length of the phase with faults.
+    pub safety: Duration,
+}
+
+impl Plan {
+    pub fn from_seed(seed: u64) -> Self {
+        let mut r = SmallRng::seed_from_u64(seed);
+        Plan {
+            seed,
+            nodes: if r.random_bool(0.5) { 3 } else { 5 },
+            ranges: r.random_range(1..=2),
+            clients: r.random_range(2..=4),
+            keys: r.random_range(3..=6),
+            safety: Duration::from_secs(r.random_range(15..=25)),
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    pub seed: u64,
+    pub nodes: u64,
+    pub ops: usize,
+    pub acked: usize,
+    pub unknown: usize,
+    pub faults: BTreeMap<String, u32>,
+    /// Hash of everything observable (history with times, leaders, final state): equal for
+    /// two runs of one seed.
+    pub trace_hash: u64,
+    pub violations: Vec<String>,
+    pub sim_ms: u64,
+    pub syncs: u64,
+}
+
+impl Outcome {
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release --manifest-path sim/Cargo.toml -- --seed {}",
+            self.seed
+        )
+    }
+}
+
+fn host(i: u64) -> String {
+    format!("n{i}")
+}
+
+fn envelope(method: &str, payload: Vec<u8>) -> Envelope {
+    Envelope {
+        cluster_id: ClusterId(0),
+        from: NodeId(0),
+        to: NodeId(0),
+        group: GroupId::META,
+        method: method.into(),
+        payload,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+pub type Registry = Arc<Mutex<BTreeMap<u64, Node>>>;
+
+fn start_host(
+    sim: &mut turmoil::Sim<'_>,
+    i: u64,
+    store: MemStore,
+    offset: Arc<AtomicI64>,
+    registry: Registry,
+) {
+    sim.host(host(i), move || {
+        let store = store.clone();
+        let offset = offset.clone();
+        let registry = registry.clone();
+        async move {
+            // Whatever was not synced before the last crash is gone.
+            store.crash();
+            let mut cfg = NodeConfig::new(NodeId(i), format!("{}:{PORT}", host(i)), "/sim");
+            cfg.clock = WallClock::from_fn(move || {
+                let t = turmoil::since_epoch().unwrap_or_default().as_millis() as i64;
+                (t + offset.load(Ordering::Relaxed)).max(0) as u64
+            });
+            // Small snapshot thresholds, so runs cross snapshots and installs.
+            cfg.raft = GroupConfig {
+                snapshot_logs_max: 200,
+                logs_kept_after_snapshot: 20,
+                ..GroupConfig::default()
+            };
+            cfg.request_timeout = Duration::from_secs(4);
+            let transport = Arc::new(GrpcTransport::with_connector(net::connector()));
+            let node =
+                Node::start_with_store(cfg, Arc::new(store), transport, Arc::new(Metrics::new()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            registry.lock().insert(i, node.clone());
+            let app = meridian_api::client_router(node.clone()).route_service(
+                "/meridian.node.v1.NodeRpc/{*method}",
+                node_rpc_service(node.handler()),
+            );
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+            axum::serve(net::Listener(listener), app).await?;
+            Ok(())
+        }
+    });
+}
+
+/// Initialises the cluster over node RPC, as `meridian cluster init` does.
+async fn init_cluster(nodes: u64, ranges: u32, cluster_id: u64) -> Result<(), String> {
+    let t = GrpcTransport::with_connector(net::connector());
+    let mut hellos = Vec::new();
+    for i in 1..=nodes {
+        let addr = format!("{}:{PORT}", host(i));
+        let h: Hello = loop {
+            match t.call_addr(&addr, envelope(M_HELLO, Vec::new())).await {
+                Ok(b) => break postcard::from_bytes(&b).map_err(|e| e.to_string())?,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        hellos.push(h);
+    }
+    let map = initial_map(ClusterId(cluster_id), &hellos, ranges).map_err(|e| e.to_string())?;
+    let payload = postcard::to_allocvec(&map).map_err(|e| e.to_string())?;
+    for h in &hellos {
+        let b = t
+            .call_addr(&h.addr, envelope(M_INIT, payload.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let r: Result<(), MeridianError> = postcard::from_bytes(&b).map_err(|e| e.to_string())?;
+        r.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn json_str(v: &serde_json::Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str().map(str::to_string)
+}
+
+fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
+    v.get(key)?.as_u64()
+}
+
+/// One client: random operations on a small key set through random nodes.
+async fn client(plan: Plan, j: u64, history: History, until: Duration) -> turmoil::Result {
+    let mut rng = SmallRng::seed_from_u64(plan.seed.wrapping_mul(1_000_003).wrapping_add(j));
+    let timeout = Duration::from_secs(5);
+    tokio::time::sleep(WARMUP).await;
+    let mut thread = j << 20;
+    let mut seq = 0u64;
+    while turmoil::sim_elapsed().unwrap_or_default() < until {
+        let key = format!("k{}", rng.random_range(0..plan.keys));
+        let node = host(rng.random_range(1..=plan.nodes));
+        seq += 1;
+        let value = format!("c{j}-{seq}");
+        let dice = rng.random_range(0..100);
+        let ok = match dice {
+            0..30 => {
+                let id = history.invoke(thread, &key, Op::Put(value.clone()));
+                match crate::http::request(
+                    &node,
+                    "PUT",
+                    &format!("/v1/kv/{key}"),
+                    value.into_bytes(),
+                    timeout,
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        history.ok(id, Ret::PutOk, json_u64(&r.body, "revision"));
+                        true
+                    }
+                    Ok(r) => {
+                        history.unknown(id, format!("{} {}", r.status, r.body));
+                        false
+                    }
+                    Err(e) => {
+                        history.unknown(id, e);
+                        false
+                    }
+                }
+            }
+            30..60 => {
+                let id = history.invoke(thread, &key, Op::Get);
+                match crate::http::request(&node, "GET", &format!("/v1/kv/{key}"), vec![], timeout)
+                    .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        history.ok(id, Ret::GetOk(json_str(&r.body, &["value"])), None);
+                        true
+                    }
+                    Ok(r) if r.status == 404 => {
+                        history.ok(id, Ret::GetOk(None), None);
+                        true
+                    }
+                    Ok(r) => {
+                        history.unknown(id, format!("{} {}", r.status, r.body));
+                        false
+                    }
+                    Err(e) => {
+                        history.unknown(id, e);
+                        false
+                    }
+                }
+            }
+            60..82 => {
+                // Compare-and-set against a value this client wrote before, or absence.
+                let expect = if rng.random_bool(0.3) || seq < 3 {
+                    None
+                } else {
+                    Some(format!("c{j}-{}", rng.random_range(1..seq)))
+                };
+                let compare = match &expect {
+                    None => {
+                        serde_json::json!({"key": key, "target": "version", "op": "=", "value": 0})
+                    }
+                    Some(v) => {
+                        serde_json::json!({"key": key, "target": "value", "op": "=", "value": v})
+                    }
+                };
+                let body = serde_json::json!({
+                    "compare": [compare],
+                    "success": [{"put": {"key": key, "value": value}}],
+                });
+                let id = history.invoke(
+                    thread,
+                    &key,
+                    Op::Cas {
+                        expect,
+                        new: value.clone(),
+                    },
+                );
+                match crate::http::request(
+                    &node,
+                    "POST",
+                    "/v1/txn",
+                    body.to_string().into_bytes(),
+                    timeout,
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        let won = r.body.get("succeeded").and_then(|b| b.as_bool()) == Some(true);
+                        let rev = won.then(|| json_u64(&r.body, "revision")).flatten();
+                        history.ok(id, Ret::CasOk(won), rev);
+                        true
+                    }
+                    Ok(r) => {
+                        history.unknown(id, format!("{} {}", r.status, r.body));
+                        false
+                    }
+                    Err(e) => {
+                        history.unknown(id, e);
+                        false
+                    }
+                }
+            }
+            82..92 => {
+                let id = history.invoke(thread, &key, Op::Delete);
+                match crate::http::request(
+                    &node,
+                    "DELETE",
+                    &format!("/v1/kv/{key}"),
+                    vec![],
+                    timeout,
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        // Deleting an absent key writes nothing and bumps no revision.
+                        let rev = (json_u64(&r.body, "deleted").unwrap_or(0) > 0)
+                            .then(|| json_u64(&r.body, "revision"))
+                            .flatten();
+                        history.ok(id, Ret::DeleteOk, rev);
+                        true
+                    }
+                    Ok(r) => {
+                        history.unknown(id, format!("{} {}", r.status, r.body));
+                        false
+                    }
+                    Err(e) => {
+                        history.unknown(id, e);
+                        false
+                    }
+                }
+            }
+            _ => {
+                // A transaction writing two keys at once (one range only: otherwise it is
+                // refused as cross-range, which is checked elsewhere).
+                let key2 = format!("k{}", rng.random_range(0..plan.keys));
+                if plan.ranges > 1 || key2 == key {
+                    continue;
+                }
+                let body = serde_json::json!({
+                    "success": [
+                        {"put": {"key": key, "value": value}},
+                        {"put": {"key": key2, "value": value}},
+                    ],
+                });
+                let id1 = history.invoke(thread, &key, Op::Put(value.clone()));
+                let id2 = history.invoke(thread, &key2, Op::Put(value.clone()));
+                match crate::http::request(
+                    &node,
+                    "POST",
+                    "/v1/txn",
+                    body.to_string().into_bytes(),
+                    timeout,
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        // The revision is counted once, on the first key.
+                        history.ok(id1, Ret::PutOk, json_u64(&r.body, "revision"));
+                        history.ok(id2, Ret::PutOk, None);
+                        true
+                    }
+                    Ok(r) => {
+                        history.unknown(id1, format!("{} {}", r.status, r.body));
+                        history.unknown(id2, "see the first key".into());
+                        false
+                    }
+                    Err(e) => {
+                        history.unknown(id1, e);
+                        history.unknown(id2, "see the first key".into());
+                        false
+                    }
+                }
+            }
+        };
+        if !ok {
+            // The checker needs one operation in flight per thread: an unanswered one stays
+            // in flight forever, so the client goes on as a new thread.
+            thread += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
+    }
+    Ok(())
+}
+
+/// After the heal: every key must be answered by every node (linearizable reads, recorded in
+/// the history like any other read).
+async fn final_reader(plan: Plan, history: History, give_up: Duration) -> turmoil::Result {
+    // Let the clients' last operations finish (they give up after 5 s) before reading.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut thread = 999u64 << 20;
+    for k in 0..plan.keys {
+        let key = format!("k{k}");
+        for i in 1..=plan.nodes {
+            loop {
+                if turmoil::sim_elapsed().unwrap_or_default() > give_up {
+                    return Err(format!("node {i} did not answer key {key} after the heal").into());
+                }
+                let id = history.invoke(thread, &key, Op::Get);
+                match crate::http::request(
+                    &host(i),
+                    "GET",
+                    &format!("/v1/kv/{key}"),
+                    vec![],
+                    Duration::from_secs(5),
+                )
+                .await
+                {
+                    Ok(r) if r.status == 200 => {
+                        history.ok(id, Ret::GetOk(json_str(&r.body, &["value"])), None);
+                        break;
+                    }
+                    Ok(r) if r.status == 404 => {
+                        history.ok(id, Ret::GetOk(None), None);
+                        break;
+                    }
+                    Ok(r) => history.unknown(id, format!("{} {}", r.status, r.body)),
+                    Err(e) => history.unknown(id, e),
+                }
+                thread += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A fault in force, and how to undo it.
+enum Active {
+    Partition(Vec<String>, Vec<String>),
+    OneWay(String, String),
+    Flap(String, String, bool),
+    Slow(String, String),
+    Lossy(String, String),
+    Crashed(u64),
+}
+
+struct Nemesis {
+    rng: SmallRng,
+    active: Vec<(Duration, Active)>,
+    faults: BTreeMap<&'static str, u32>,
+}
+
+impl Nemesis {
+    fn pick_two(&mut self, n: u64) -> (u64, u64) {
+        let a = self.rng.random_range(1..=n);
+        let mut b = self.rng.random_range(1..=n);
+        while b == a {
+            b = self.rng.random_range(1..=n);
+        }
+        (a, b)
+    }
+
+    fn inject(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        plan: &Plan,
+        now: Duration,
+        registry: &Registry,
+        offsets: &[Arc<AtomicI64>],
+    ) {
+        let n = plan.nodes;
+        let all: Vec<String> = (1..=n).map(host).collect();
+        let until = now + Duration::from_millis(self.rng.random_range(500..4000));
+        let kind = self.rng.random_range(0..10);
+        let name = match kind {
+            0 => {
+                // A minority cut off from the majority.
+                let size = self.rng.random_range(1..=(n - 1) / 2);
+                let mut minority = BTreeSet::new();
+                while minority.len() < size as usize {
+                    minority.insert(self.rng.random_range(1..=n));
+                }
+                let m: Vec<String> = minority.iter().map(|i| host(*i)).collect();
+                let rest: Vec<String> = all.iter().filter(|h| !m.contains(h)).cloned().collect();
+                for a in &m {
+                    for b in &rest {
+                        sim.partition(a.as_str(), b.as_str());
+                    }
+                }
+                self.active.push((until, Active::Partition(m, rest)));
+                "partition"
+            }
+            1 => {
+                let (a, b) = self.pick_two(n);
+                sim.partition_oneway(host(a).as_str(), host(b).as_str());
+                self.active.push((until, Active::OneWay(host(a), host(b))));
+                "one_way_partition"
+            }
+            2 => {
+                let (a, b) = self.pick_two(n);
+                self.active
+                    .push((until, Active::Flap(host(a), host(b), false)));
+                "flapping_link"
+            }
+            3 => {
+                let (a, b) = self.pick_two(n);
+                let d = Duration::from_millis(self.rng.random_range(50..400));
+                sim.set_link_max_message_latency(host(a).as_str(), host(b).as_str(), d);
+                self.active.push((until, Active::Slow(host(a), host(b))));
+                "message_delay"
+            }
+            4 => {
+                let (a, b) = self.pick_two(n);
+                let p = self.rng.random_range(0.05..0.5);
+                sim.set_link_fail_rate(host(a).as_str(), host(b).as_str(), p);
+                self.active.push((until, Active::Lossy(host(a), host(b))));
+                "message_loss"
+            }
+            5 | 6 => {
+                // Crash one node, or (rarely) a majority at once: a power cut across them.
+                let running: Vec<u64> = (1..=n)
+                    .filter(|i| {
+                        !self
+                            .active
+                            .iter()
+                            .any(|(_, a)| matches!(a, Active::Crashed(c) if c == i))
+                    })
+                    .collect();
+                let many = kind == 6 && self.rng.random_bool(0.3);
+                let count = if many { (n / 2 + 1) as usize } else { 1 };
+                if running.len() < count {
+                    return;
+                }
+                let mut victims = BTreeSet::new();
+                while victims.len() < count {
+                    victims.insert(running[self.rng.random_range(0..running.len())]);
+                }
+                for v in victims {
+                    registry.lock().remove(&v);
+                    sim.crash(host(v).as_str());
+                    self.active.push((until, Active::Crashed(v)));
+                }
+                if many {
+                    "crash_majority"
+                } else {
+                    "crash_restart"
+                }
+            }
+            7 => {
+                // Isolate the leader of a random group from every other node.
+                let g = GroupId(self.rng.random_range(0..=plan.ranges as u64));
+                let leader = registry.lock().iter().find_map(|(id, node)| {
+                    node.group(g)
+                        .filter(|rg| rg.status().role == Role::Leader)
+                        .map(|_| *id)
+                });
+                let Some(l) = leader else { return };
+                let m = vec![host(l)];
+                let rest: Vec<String> = all.iter().filter(|h| **h != m[0]).cloned().collect();
+                for b in &rest {
+                    sim.partition(m[0].as_str(), b.as_str());
+                }
+                self.active.push((until, Active::Partition(m, rest)));
+                "isolate_leader"
+            }
+            9 => {
+                // Power loss across the whole cluster: every node stops at once and loses
+                // whatever it had not synced.
+                if self
+                    .active
+                    .iter()
+                    .any(|(_, a)| matches!(a, Active::Crashed(_)))
+                {
+                    return;
+                }
+                for v in 1..=n {
+                    registry.lock().remove(&v);
+                    sim.crash(host(v).as_str());
+                    self.active.push((until, Active::Crashed(v)));
+                }
+                "power_loss_all"
+            }
+            _ => {
+                let i = self.rng.random_range(1..=n);
+                let jump = self.rng.random_range(-20_000i64..20_000);
+                offsets[(i - 1) as usize].fetch_add(jump, Ordering::Relaxed);
+                "clock_jump"
+            }
+        };
+        *self.faults.entry(name).or_default() += 1;
+    }
+
+    fn undo(sim: &mut turmoil::Sim<'_>, a: Active) {
+        match a {
+            Active::Partition(m, rest) => {
+                for x in &m {
+                    for y in &rest {
+                        sim.repair(x.as_str(), y.as_str());
+                    }
+                }
+            }
+            Active::OneWay(a, b) => sim.repair_oneway(a.as_str(), b.as_str()),
+            Active::Flap(a, b, _) => sim.repair(a.as_str(), b.as_str()),
+            Active::Slow(a, b) => {
+                sim.set_link_max_message_latency(a.as_str(), b.as_str(), LATENCY_MAX)
+            }
+            Active::Lossy(a, b) => {
+                sim.set_link_fail_rate(a.as_str(), b.as_str(), 0.0);
+                sim.repair(a.as_str(), b.as_str());
+            }
+            Active::Crashed(i) => sim.bounce(host(i).as_str()),
+        }
+    }
+
+    /// Ends the faults whose time is up; toggles flapping links.
+    fn tick(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration, step: u64) {
+        let mut keep = Vec::new();
+        for (until, a) in std::mem::take(&mut self.active) {
+            if now >= until {
+                Self::undo(sim, a);
+            } else if let Active::Flap(x, y, cut) = a {
+                let cut = if step.is_multiple_of(150) {
+                    if cut {
+                        sim.repair(x.as_str(), y.as_str());
+                    } else {
+                        sim.partition(x.as_str(), y.as_str());
+                    }
+                    !cut
+                } else {
+                    cut
+                };
+                keep.push((until, Active::Flap(x, y, cut)));
+            } else {
+                keep.push((until, a));
+            }
+        }
+        self.active = keep;
+    }
+
+    fn heal_all(&mut self, sim: &mut turmoil::Sim<'_>, n: u64) {
+        for (_, a) in std::mem::take(&mut self.active) {
+            Self::undo(sim, a);
+        }
+        for a in 1..=n {
+            for b in 1..=n {
+                if a != b {
+                    sim.repair(host(a).as_str(), host(b).as_str());
+                    sim.set_link_fail_rate(host(a).as_str(), host(b).as_str(), 0.0);
+                    sim.set_link_max_message_latency(
+                        host(a).as_str(),
+                        host(b).as_str(),
+                        LATENCY_MAX,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs the simulation of one seed and checks every invariant. Each run gets a fresh thread, so
+/// nothing thread-local (random generators, runtime context) carries over from an earlier run.
+pub fn run(seed: u64) -> Outcome {
+    std::thread::Builder::new()
+        .name(format!("sim-seed-{seed}"))
+        .stack_size(64 << 20)
+        .spawn(move || run_plan(Plan::from_seed(seed)))
+        .expect("spawn the simulation thread")
+        .join()
+        .unwrap_or_else(|_| Outcome {
+            seed,
+            violations: vec![format!("seed {seed}: the simulation panicked (see above)")],
+            ..Outcome::default()
+        })
+}
+
+pub fn run_plan(plan: Plan) -> Outcome {
+    meridian_types::rng::reseed(plan.seed ^ 0x6d65_7269_6469_616e);
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(600))
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+        .rng_seed(plan.seed)
+        .max_message_latency(LATENCY_MAX)
+        .tcp_capacity(4096)
+        .build();
+
+    let stores: Vec<MemStore> = (0..plan.nodes).map(|_| MemStore::new()).collect();
+    let offsets: Vec<Arc<AtomicI64>> = (0..plan.nodes)
+        .map(|_| Arc::new(AtomicI64::new(0)))
+        .collect();
+    let registry: Registry = Arc::new(Mutex::new(BTreeMap::new()));
+    for i in 1..=plan.nodes {
+        start_host(
+            &mut sim,
+            i,
+            stores[(i - 1) as usize].clone(),
+            offsets[(i - 1) as usize].clone(),
+            registry.clone(),
+        );
+    }
+    let (n, ranges, cid) = (plan.nodes, plan.ranges, plan.seed | 1);
+    sim.client("ctl", async move {
+        init_cluster(n, ranges, cid).await?;
+        Ok(())
+    });
+    let history = History::default();
+    let safety_end = WARMUP + plan.safety;
+    for j in 1..=plan.clients {
+        let (p, h) = (plan.clone(), history.clone());
+        sim.client(format!("c{j}"), client(p, j, h, safety_end));
+    }
+
+    let mut out = Outcome {
+        seed: plan.seed,
+        nodes: plan.nodes,
+        ..Outcome::default()
+    };
+    let mut nemesis = Nemesis {
+        rng: SmallRng::seed_from_u64(plan.seed ^ 0xfa17),
+        active: Vec::new(),
+        faults: BTreeMap::new(),
+    };
+    let mut leaders = invariants::election_safety::Observer::default();
+    let mut next_fault = WARMUP + Duration::from_millis(500);
+    let mut healed = false;
+    let mut step = 0u64;
+    let mut trace = std::hash::DefaultHasher::new();
+    loop {
+        step += 1;
+        let done = match sim.step() {
+            Ok(d) => d,
+            Err(e) => {
+                out.violations.push(format!("a host failed: {e}"));
+                break;
+            }
+        };
+        let now = sim.elapsed();
+        if step.is_multiple_of(10) {
+            for (id, node) in registry.lock().iter() {
+                for rg in node.hosted_groups() {
+                    let s = rg.status();
+                    if s.role == Role::Leader {
+                        if let Some(v) = leaders.saw_leader(s.group.0, s.term, *id) {
+                            out.violations.push(v);
+                        }
+                        (s.group.0, s.term, *id).hash(&mut trace);
+                    }
+                }
+            }
+        }
+        if !healed {
+            nemesis.tick(&mut sim, now, step);
+            if now >= next_fault && now < safety_end {
+                nemesis.inject(&mut sim, &plan, now, &registry, &offsets);
+                next_fault = now + Duration::from_millis(nemesis.rng.random_range(300..2500));
+            }
+            if now >= safety_end {
+                nemesis.heal_all(&mut sim, plan.nodes);
+                healed = true;
+                let (p, h) = (plan.clone(), history.clone());
+                sim.client("final", final_reader(p, h, now + RECOVERY_MAX));
+            }
+        }
+        if healed && done {
+            break;
+        }
+        if now > safety_end + RECOVERY_MAX + Duration::from_secs(10) {
+            out.violations
+                .push("the run did not finish after the heal".into());
+            break;
+        }
+    }
+    out.faults = nemesis
+        .faults
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+
+    // Replicas converge: wait (in simulated time) until every replica of every group has
+    // applied the same index, then compare their state.
+    let map: Option<ClusterMap> = registry.lock().values().find_map(|n| n.cluster_map());
+    let converged = invariants::replica_convergence::wait_and_check(
+        &mut sim,
+        &registry,
+        map.as_ref(),
+        Duration::from_secs(30),
+    );
+    match converged {
+        Ok(digests) => digests.hash(&mut trace),
+        Err(v) => out.violations.push(v),
+    }
+    out.violations.extend(invariants::log_matching::check(
+        &registry,
+        &stores,
+        map.as_ref(),
+    ));
+
+    let events = history.events();
+    out.ops = events
+        .iter()
+        .filter(|e| matches!(e, Event::Invoke { .. }))
+        .count();
+    out.acked = events
+        .iter()
+        .filter(|e| matches!(e, Event::Ok { .. }))
+        .count();
+    out.unknown = events
+        .iter()
+        .filter(|e| matches!(e, Event::Unknown { .. }))
+        .count();
+    out.violations
+        .extend(invariants::linearizability::check(&events));
+    out.violations
+        .extend(invariants::no_lost_writes::check(&events));
+    out.violations
+        .extend(invariants::revisions::check(&events, map.as_ref()));
+    format!("{events:?}").hash(&mut trace);
+    if let Ok(path) = std::env::var("MERIDIAN_SIM_DUMP") {
+        let text: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
+        let _ = std::fs::write(path, text.join("\n"));
+    }
+    out.trace_hash = trace.finish();
+    out.sim_ms = sim.elapsed().as_millis() as u64;
+    out.syncs = stores.iter().map(|s| s.syncs()).sum();
+    // Drop the hosts' runtimes before the registry's nodes.
+    drop(sim);
+    registry.lock().clear();
+    out
+}
