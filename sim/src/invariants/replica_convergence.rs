@@ -56,6 +56,17 @@ pub fn wait_and_check(
             return Ok(digests);
         }
         if sim.elapsed() > deadline {
+            if let Ok(dir) = std::env::var("MERIDIAN_SIM_DUMP_STATE") {
+                let reg = registry.lock();
+                for (g, replicas) in &groups {
+                    for n in replicas {
+                        if let Some(rg) = reg.get(n).and_then(|node| node.group(GroupId(*g))) {
+                            let text = rg.read(|s| format!("{s:#?}"));
+                            let _ = std::fs::write(format!("{dir}/g{g}-n{n}.txt"), text);
+                        }
+                    }
+                }
+            }
             return Err(format!(
                 "replica convergence: replicas still differ {max:?} after the heal (node, (applied index, state hash)): {last:?}"
             ));
