@@ -63,6 +63,8 @@ fn main() -> std::process::ExitCode {
         match cli.cmd {
             Cmd::Server(a) => {
                 init_tracing("info,openraft=warn,fjall=warn,lsm_tree=warn");
+                // Crash points exist only in test builds (feature `failpoints`); else a no-op.
+                meridian_storage::failpoints::setup().map_err(|e| anyhow::anyhow!(e))?;
                 server::run(a).await
             }
             Cmd::Cluster(a) => {

@@ -139,6 +139,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // Record the purge point first, so a crash between the two never hides purged entries.
         self.put(META_PURGED, &log_id, true)?;
+        meridian_storage::crash_point!("consensus::log::purge::after_mark");
         self.store.purge_upto(self.group, log_id.index())?;
         Ok(())
     }

@@ -91,6 +91,8 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
             data: bytes,
         };
         self.save_snapshot(&stored)?;
+        // The snapshot is durable; openraft has not yet purged the log it covers.
+        meridian_storage::crash_point!("consensus::snapshot::build::after_save");
         tracing::info!(
             group_id = self.group.0,
             bytes = stored.data.len(),
@@ -119,6 +121,8 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
+            // Committed (durable on a quorum), not applied here.
+            meridian_storage::crash_point!("consensus::apply::before");
             let result = {
                 let mut d = self.data.write();
                 d.last_applied = Some(entry.log_id);
@@ -131,6 +135,8 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                     }
                 }
             };
+            // Applied in memory, the client not yet answered.
+            meridian_storage::crash_point!("consensus::apply::after");
             if let Some(r) = responder {
                 r.send(result);
             }
@@ -149,10 +155,14 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     ) -> Result<(), io::Error> {
         let new: SmData =
             postcard::from_bytes(&snapshot).map_err(|e| invalid("decode received snapshot", e))?;
+        // Received and decoded, nothing written.
+        meridian_storage::crash_point!("consensus::snapshot::install::before_save");
         self.save_snapshot(&StoredSnapshot {
             meta: meta.clone(),
             data: snapshot,
         })?;
+        // Durable, but neither the state in memory nor openraft's log knows it yet.
+        meridian_storage::crash_point!("consensus::snapshot::install::after_save");
         *self.data.write() = new;
         tracing::info!(group_id = self.group.0, last_log_id = ?meta.last_log_id.map(|l| l.index), "installed snapshot");
         Ok(())

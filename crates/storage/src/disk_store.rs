@@ -141,7 +141,10 @@ impl LogStore for DiskStore {
         for (index, payload) in &records {
             batch.insert(&self.log, log_key(group, *index), encode_record(payload));
         }
+        crate::crash_point!("storage::append::before_write");
         batch.commit()?;
+        // Written to the engine (maybe only to its buffers), not yet durable.
+        crate::crash_point!("storage::append::after_write");
         self.flusher.enqueue(on_durable).map_err(|cb| {
             cb(Err(std::io::Error::other("storage is shut down")));
             StorageError::Closed
@@ -246,7 +249,10 @@ impl LogStore for DiskStore {
             f.write_all(&encode_record(value)).map_err(io)?;
             f.sync_data().map_err(io)?;
         }
+        // The new blob is durable under its temporary name; the old one is still in place.
+        crate::crash_point!("storage::blob::after_tmp_write");
         std::fs::rename(&tmp, &path).map_err(io)?;
+        crate::crash_point!("storage::blob::after_rename");
         // The rename itself must survive a crash.
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -350,6 +356,41 @@ mod tests {
         );
         assert_eq!(s.read_log(b, 0, 100).unwrap().len(), 3);
         assert!(s.last_log(GroupId(3)).unwrap().is_none());
+    }
+
+    /// An append is reported durable only after the fsync that covers it: the observer runs
+    /// right after `persist`, so it must be told before any callback of its batch runs.
+    #[test]
+    fn an_append_is_acknowledged_only_after_its_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut cfg = DiskStoreConfig::new(dir.path());
+        let seen = events.clone();
+        cfg.fsync_observer = Some(std::sync::Arc::new(move |_, n| {
+            seen.lock().push(format!("fsync {n}"))
+        }));
+        let s = DiskStore::open(cfg).unwrap();
+        for i in 1..=20u64 {
+            let (seen, (tx, rx)) = (events.clone(), mpsc::channel());
+            s.append(
+                GroupId(1),
+                vec![(i, vec![i as u8])],
+                Box::new(move |r| {
+                    seen.lock().push("ack".into());
+                    tx.send(r.is_ok()).unwrap();
+                }),
+            )
+            .unwrap();
+            assert!(rx.recv().unwrap());
+            let ev = events.lock();
+            let ack = ev.iter().rposition(|e| e == "ack").unwrap();
+            assert!(
+                ev[..ack].iter().any(|e| e.starts_with("fsync")),
+                "append {i} acknowledged before any fsync: {ev:?}"
+            );
+            drop(ev);
+            events.lock().clear();
+        }
     }
 
     #[test]

@@ -59,7 +59,11 @@ fn run(db: Database, rx: Receiver<DurableCallback>, fsync: bool, observer: Optio
         } else {
             PersistMode::Buffer
         };
+        // Written, not yet durable, nothing acknowledged.
+        crate::crash_point!("storage::flusher::before_fsync");
         let result = db.persist(mode);
+        // Durable, not yet acknowledged.
+        crate::crash_point!("storage::flusher::after_fsync");
         if let Some(obs) = &observer {
             obs(started.elapsed(), batch.len());
         }

@@ -9,6 +9,7 @@
 
 mod disk_store;
 mod error;
+pub mod failpoints;
 mod flusher;
 mod log_store;
 mod record;

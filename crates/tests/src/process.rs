@@ -2,8 +2,19 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// Extra flags and environment for a server process (kept across restarts).
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Added after the usual flags, e.g. `["--snapshot-logs-max", "50"]`.
+    pub args: Vec<String>,
+    /// Environment variables set for every start (see [`ServerProcess::set_env`]).
+    pub env: Vec<(String, String)>,
+    /// Working directory of the process (where a core file would land); the caller's if `None`.
+    pub cwd: Option<PathBuf>,
+}
 
 /// One real server process.
 pub struct ServerProcess {
@@ -13,6 +24,7 @@ pub struct ServerProcess {
     bin: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    opts: ServerOptions,
 }
 
 impl ServerProcess {
@@ -23,6 +35,17 @@ impl ServerProcess {
         data_dir: &Path,
         listen: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(bin, id, data_dir, listen, ServerOptions::default())
+    }
+
+    /// [`start`](Self::start) with extra flags and environment.
+    pub fn start_with(
+        bin: &Path,
+        id: u64,
+        data_dir: &Path,
+        listen: Option<&str>,
+        opts: ServerOptions,
+    ) -> anyhow::Result<Self> {
         let log = data_dir.with_extension("log");
         let mut p = ServerProcess {
             id,
@@ -31,6 +54,7 @@ impl ServerProcess {
             bin: bin.to_path_buf(),
             child: None,
             log,
+            opts,
         };
         p.spawn(listen.unwrap_or("127.0.0.1:0"))?;
         Ok(p)
@@ -44,7 +68,11 @@ impl ServerProcess {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let mut child = Command::new(&self.bin)
+        let mut cmd = Command::new(&self.bin);
+        if let Some(cwd) = &self.opts.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
             .args(["server", "--id", &self.id.to_string(), "--listen", listen])
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -53,6 +81,8 @@ impl ServerProcess {
                 ["us-east", "eu-west", "ap-south"][(self.id as usize - 1) % 3],
             ])
             .env("MERIDIAN_LOG", "info,openraft=warn")
+            .args(&self.opts.args)
+            .envs(self.opts.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()?;
@@ -128,6 +158,31 @@ impl ServerProcess {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let addr = self.addr.clone();
         self.spawn(&addr)
+    }
+
+    /// Sets (or with `None` removes) an environment variable for the next starts.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.opts.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.opts.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own (a crash point, say); returns
+    /// how it ended, or `None` if it is still running (or was not).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn is_running(&self) -> bool {
