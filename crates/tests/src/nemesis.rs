@@ -3,8 +3,8 @@
 //! on the same data dir, pauses one with SIGSTOP/SIGCONT, and makes every link slow and lossy
 //! (the proxies). Each fault is written to the history as a `start` and a `stop` entry.
 //!
-//! Targets are the leader of some range half the time (read from `/v1/cluster`), any node
-//! otherwise. The short schedule runs every kind once, in a seeded order; longer runs draw kinds
+//! Targets are often the leader of a data range (read from `/v1/cluster`): 80% of partitions
+//! and pauses, half of the other faults; any node otherwise. The short schedule runs every kind once, in a seeded order; longer runs draw kinds
 //! at random and sometimes stack two.
 
 use crate::jepsen::HistoryWriter;
@@ -33,6 +33,10 @@ impl Fault {
         Fault::Pause,
         Fault::Latency,
     ];
+
+    pub fn parse(s: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == s)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -73,6 +77,8 @@ pub struct NemesisConfig {
     pub gap_ms: std::ops::Range<u64>,
     /// Whether two faults may be active at once.
     pub stack: bool,
+    /// The kinds to inject (all of [`Fault::ALL`] unless narrowed).
+    pub kinds: Vec<Fault>,
 }
 
 /// An active fault and how to undo it.
@@ -86,7 +92,7 @@ struct Active {
 pub struct Nemesis<'a> {
     pub cluster: &'a mut RealCluster,
     pub history: &'a HistoryWriter,
-    /// Asks the cluster which nodes lead ranges (for targeting); empty if unknown.
+    /// Asks the cluster which nodes lead data ranges (for targeting); empty if unknown.
     pub leaders: Box<dyn Fn() -> Vec<u64> + 'a>,
     next_id: u64,
     pub injected: BTreeMap<&'static str, u64>,
@@ -108,9 +114,15 @@ impl<'a> Nemesis<'a> {
         }
     }
 
-    fn target(&self, rng: &mut StdRng) -> usize {
+    /// A node to hit: for partitions and pauses mostly the leader of a data range (a deposed
+    /// leader that still believes it leads is where stale reads come from), else any node.
+    fn target(&self, fault: Fault, rng: &mut StdRng) -> usize {
         let n = self.cluster.nodes.len();
-        if rng.random_bool(0.5) {
+        let p_leader = match fault {
+            Fault::Partition | Fault::Pause => 0.8,
+            _ => 0.5,
+        };
+        if rng.random_bool(p_leader) {
             let leaders = (self.leaders)();
             if !leaders.is_empty() {
                 return leaders[rng.random_range(0..leaders.len())] as usize;
@@ -121,7 +133,7 @@ impl<'a> Nemesis<'a> {
 
     fn start(&mut self, fault: Fault, rng: &mut StdRng) -> anyhow::Result<Active> {
         let n = self.cluster.nodes.len();
-        let target = self.target(rng);
+        let target = self.target(fault, rng);
         let detail = match fault {
             Fault::Partition => {
                 // The target and (with 5 nodes) maybe one more on the minority side.
@@ -190,7 +202,12 @@ impl<'a> Nemesis<'a> {
     /// Runs the schedule for `cfg.duration`, then undoes every fault.
     pub fn run(&mut self, cfg: &NemesisConfig) -> anyhow::Result<()> {
         let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6e656d);
-        let mut order = Fault::ALL.to_vec();
+        let kinds = if cfg.kinds.is_empty() {
+            Fault::ALL.to_vec()
+        } else {
+            cfg.kinds.clone()
+        };
+        let mut order = kinds.clone();
         order.shuffle(&mut rng);
         let began = Instant::now();
         let mut round = 0usize;
@@ -199,12 +216,12 @@ impl<'a> Nemesis<'a> {
                 let fault = if round < order.len() {
                     order[round]
                 } else {
-                    Fault::ALL[rng.random_range(0..Fault::ALL.len())]
+                    kinds[rng.random_range(0..kinds.len())]
                 };
                 round += 1;
                 let mut active = vec![self.start(fault, &mut rng)?];
                 if cfg.stack && rng.random_bool(0.3) {
-                    let second = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
+                    let second = kinds[rng.random_range(0..kinds.len())];
                     // Two faults on one node's process would undo each other out of order.
                     let clash = matches!(
                         (fault, second),

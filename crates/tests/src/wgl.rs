@@ -152,8 +152,11 @@ pub fn check_with_limit(ops: &[Operation], steps_max: u64) -> Outcome {
             }
             entry = next[entry];
         } else {
-            // A return whose call is still pending: this order cannot go on.
-            if best.as_ref().is_none_or(|b| n_linearized > b.0) {
+            // A return whose call is still pending: this order cannot go on. Remember the
+            // longest order that a completed operation stopped (an unknown one, whose return
+            // is at the end, is never the cause).
+            let better = best.as_ref().is_none_or(|b| n_linearized > b.0);
+            if better && (ops[e.op].ret.is_some() || best.is_none()) {
                 best = Some((n_linearized, linearized.clone(), state.clone(), e.op));
             }
             let Some((call, s)) = stack.pop() else {
