@@ -15,6 +15,12 @@
 //! | `MERIDIAN_REALNET_FAULTS` | all | comma-separated kinds: partition, link-down, kill, pause, latency |
 //! | `MERIDIAN_REALNET_KEEP` | unset | keep the run's directory (history, report, logs) |
 //! | `MERIDIAN_BIN` | `target/<profile>/meridian` | the server binary |
+//!
+//! A long run (nextest stops a test at 300 s, so use cargo test):
+//! `MERIDIAN_REALNET_SECS=600 cargo test -p meridian-tests --test realnet -- --nocapture real_processes`.
+//! The history and its report (`history.report.txt`, `.json`) are in the printed directory, kept
+//! when the test fails or `MERIDIAN_REALNET_KEEP` is set; `meridian-check-history FILE` checks
+//! any history again.
 
 use meridian_node::ClusterView;
 use meridian_tests::checker::check_file;
