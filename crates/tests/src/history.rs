@@ -19,6 +19,8 @@ mod stateright_free {
             expect: Option<String>,
             new: String,
         },
+        /// Remove the key.
+        Delete,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -26,6 +28,8 @@ mod stateright_free {
         PutOk,
         GetOk(Option<String>),
         CasOk(bool),
+        /// Whether a key was there to delete.
+        DeleteOk(bool),
     }
 
     /// A register with compare-and-set: the model of one key.
@@ -48,6 +52,7 @@ mod stateright_free {
                         Ret::CasOk(false)
                     }
                 }
+                Op::Delete => Ret::DeleteOk(self.0.take().is_some()),
             }
         }
     }
