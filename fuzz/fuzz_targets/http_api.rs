@@ -8,14 +8,17 @@
 //!
 //! Properties: nothing panics; no answer is a 5xx (the in-memory node has no internal failures
 //! to report); every non-2xx answer is `{"error":{"code":C,"message":M}}` with `C` one of the
-//! stable codes and `M` non-empty; every JSON success body parses. gRPC requests (content type
-//! `application/grpc...`) are the `etcd_grpc` target's business: here they only must not panic.
+//! stable codes and `M` non-empty, and the status is the one the code documents; every JSON
+//! success body parses. gRPC requests (content type `application/grpc...`) are the `etcd_grpc`
+//! target's business: here they only must not panic.
 
 #![no_main]
 
 use axum::body::Body;
 use libfuzzer_sys::fuzz_target;
+use meridian_api::http::error::status_of;
 use meridian_fuzz::{FuzzApi, collect, is_error_code, runtime};
+use meridian_types::ErrorCode;
 use tower::ServiceExt;
 
 fn parse_request(data: &[u8]) -> Option<http::Request<Body>> {
@@ -109,4 +112,19 @@ fuzz_target!(|data: &[u8]| {
         Some(1),
         "{what}: error body has more than `error`: {v}"
     );
+    // The status is the code's documented one; only `invalid_argument` also answers an
+    // unknown path (404) or method (405).
+    let code = meridian_fuzz::ERROR_CODES
+        .iter()
+        .find(|c| c.as_str() == code)
+        .copied()
+        .expect("a stable code");
+    let allowed = status == status_of(code)
+        || (code == ErrorCode::InvalidArgument
+            && [
+                http::StatusCode::NOT_FOUND,
+                http::StatusCode::METHOD_NOT_ALLOWED,
+            ]
+            .contains(&status));
+    assert!(allowed, "{what}: {status} for code {code}: {v}");
 });

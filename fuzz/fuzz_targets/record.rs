@@ -119,7 +119,7 @@ fn guaranteed_detection(data: &[u8]) {
         }
         // Two or three distinct flipped bits inside a payload of fewer than 91,607 bits.
         _ => {
-            if payload_bits < 3 || payload_bits >= 91_607 {
+            if !(3..91_607).contains(&payload_bits) {
                 return;
             }
             let a = pos % payload_bits;
