@@ -22,7 +22,8 @@ pub enum Ret {
     PutOk,
     GetOk(Option<String>),
     CasOk(bool),
-    DeleteOk,
+    /// Whether the key existed.
+    DeleteOk(bool),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,7 +118,7 @@ impl Completed {
     pub fn acked_write(&self) -> bool {
         matches!(
             self.ret,
-            Some(Ret::PutOk) | Some(Ret::DeleteOk) | Some(Ret::CasOk(true))
+            Some(Ret::PutOk) | Some(Ret::DeleteOk(_)) | Some(Ret::CasOk(true))
         )
     }
 

@@ -73,6 +73,12 @@ fn main() {
             println!("{}", serde_json::to_string(&o).expect("outcome as JSON"));
         } else {
             print_outcome(&o, t.elapsed().as_secs_f64());
+            if !o.violations.is_empty() {
+                println!("faults:");
+                for f in &o.fault_log {
+                    println!("  {f}");
+                }
+            }
         }
         std::process::exit(if o.violations.is_empty() { 0 } else { 1 });
     }

@@ -69,6 +69,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     pub sim_ms: u64,
     pub syncs: u64,
+    /// Every fault with its simulated time, for reading a failure.
+    pub fault_log: Vec<String>,
 }
 
 impl Outcome {
@@ -307,10 +309,9 @@ async fn client(plan: Plan, j: u64, history: History, until: Duration) -> turmoi
                 {
                     Ok(r) if r.status == 200 => {
                         // Deleting an absent key writes nothing and bumps no revision.
-                        let rev = (json_u64(&r.body, "deleted").unwrap_or(0) > 0)
-                            .then(|| json_u64(&r.body, "revision"))
-                            .flatten();
-                        history.ok(id, Ret::DeleteOk, rev);
+                        let existed = json_u64(&r.body, "deleted").unwrap_or(0) > 0;
+                        let rev = existed.then(|| json_u64(&r.body, "revision")).flatten();
+                        history.ok(id, Ret::DeleteOk(existed), rev);
                         true
                     }
                     Ok(r) => {
@@ -432,6 +433,7 @@ struct Nemesis {
     rng: SmallRng,
     active: Vec<(Duration, Active)>,
     faults: BTreeMap<&'static str, u32>,
+    log: Vec<String>,
 }
 
 impl Nemesis {
@@ -568,10 +570,29 @@ impl Nemesis {
                 let i = self.rng.random_range(1..=n);
                 let jump = self.rng.random_range(-20_000i64..20_000);
                 offsets[(i - 1) as usize].fetch_add(jump, Ordering::Relaxed);
-                "clock_jump"
+                *self.faults.entry("clock_jump").or_default() += 1;
+                self.log.push(format!(
+                    "{:>6}ms clock_jump n{i} {jump:+}ms",
+                    now.as_millis()
+                ));
+                return;
             }
         };
         *self.faults.entry(name).or_default() += 1;
+        let what = match self.active.last() {
+            Some((_, Active::Partition(m, rest))) => format!("{m:?} | {rest:?}"),
+            Some((_, Active::OneWay(a, b))) => format!("{a} -> {b}"),
+            Some((_, Active::Flap(a, b, _))) => format!("{a} <-> {b}"),
+            Some((_, Active::Slow(a, b))) => format!("{a} <-> {b}"),
+            Some((_, Active::Lossy(a, b))) => format!("{a} <-> {b}"),
+            Some((_, Active::Crashed(i))) => format!("n{i}"),
+            None => String::new(),
+        };
+        self.log.push(format!(
+            "{:>6}ms {name} {what} until {}ms",
+            now.as_millis(),
+            until.as_millis()
+        ));
     }
 
     fn undo(sim: &mut turmoil::Sim<'_>, a: Active) {
@@ -702,6 +723,7 @@ pub fn run_plan(plan: Plan) -> Outcome {
         rng: SmallRng::seed_from_u64(plan.seed ^ 0xfa17),
         active: Vec::new(),
         faults: BTreeMap::new(),
+        log: Vec::new(),
     };
     let mut leaders = invariants::election_safety::Observer::default();
     let mut next_fault = WARMUP + Duration::from_millis(500);
@@ -753,6 +775,7 @@ pub fn run_plan(plan: Plan) -> Outcome {
             break;
         }
     }
+    out.fault_log = std::mem::take(&mut nemesis.log);
     out.faults = nemesis
         .faults
         .iter()

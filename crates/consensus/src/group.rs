@@ -100,6 +100,11 @@ impl RaftGroup {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_max),
             max_in_snapshot_log_to_keep: cfg.logs_kept_after_snapshot,
             enable_pre_vote: Some(true),
+            // A restarted leader must win a new election, never resume its old term: our state
+            // machines live in memory and the commit index is not fsynced, and after a power
+            // loss the leader may lack entries of its term that followers hold; resuming would
+            // reuse those indexes for different entries (found by the simulation, seed 17).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         let config = Arc::new(
