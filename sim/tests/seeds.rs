@@ -1,5 +1,5 @@
 //! The simulation seed set CI runs, the determinism check and the regression seeds. Each seed runs
-//! in its own `meridian-sim` process. `MERIDIAN_SIM_SEEDS=N` runs N seeds instead of 50.
+//! in its own `meridian-sim` process. `MERIDIAN_SIM_SEEDS=N` runs N seeds instead of 100.
 
 use std::process::Command;
 
@@ -26,7 +26,7 @@ fn seed_set() {
     let n: u64 = std::env::var("MERIDIAN_SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(100);
     run_batch(&[
         "--seeds".into(),
         n.to_string(),
