@@ -6,6 +6,7 @@
 pub mod history;
 pub mod http;
 pub mod invariants;
+pub mod nemesis;
 pub mod net;
 pub mod run;
 pub mod store;
