@@ -5,26 +5,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use std::sync::Arc;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum Op {
-    Put(String),
-    Get,
-    /// Set to `new` if the value is `expect` (`None`: the key is absent).
-    Cas {
-        expect: Option<String>,
-        new: String,
-    },
-    Delete,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum Ret {
-    PutOk,
-    GetOk(Option<String>),
-    CasOk(bool),
-    /// Whether the key existed.
-    DeleteOk(bool),
-}
+/// The operations and answers of the register model the real-network checker uses too.
+pub use meridian_tests::history::{Op, Ret};
 
 #[derive(Clone, Debug, Serialize)]
 pub enum Event {

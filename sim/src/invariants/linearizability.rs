@@ -4,34 +4,12 @@
 //! went exponential on some seeds' histories. An operation without a definite answer may take
 //! effect at any point after its invocation, or never.
 
-use crate::history::{Event, Op, Ret};
-use meridian_tests::history as th;
+use crate::history::Event;
 use meridian_tests::wgl;
 use std::collections::{BTreeMap, HashMap};
 
 /// Search steps allowed per key before the answer counts as a failure.
 pub const SEARCH_STEPS_MAX: u64 = 20_000_000;
-
-fn op(o: &Op) -> th::Op {
-    match o {
-        Op::Put(v) => th::Op::Put(v.clone()),
-        Op::Get => th::Op::Get,
-        Op::Cas { expect, new } => th::Op::Cas {
-            expect: expect.clone(),
-            new: new.clone(),
-        },
-        Op::Delete => th::Op::Delete,
-    }
-}
-
-fn ret(r: &Ret) -> th::Ret {
-    match r {
-        Ret::PutOk => th::Ret::PutOk,
-        Ret::GetOk(v) => th::Ret::GetOk(v.clone()),
-        Ret::CasOk(b) => th::Ret::CasOk(*b),
-        Ret::DeleteOk(b) => th::Ret::DeleteOk(*b),
-    }
-}
 
 pub fn check(events: &[Event]) -> Vec<String> {
     // Event positions are the real-time order (one thread runs the whole simulation).
@@ -44,7 +22,7 @@ pub fn check(events: &[Event]) -> Vec<String> {
                 let ops = per_key.entry(key.clone()).or_default();
                 slot.insert(*id, (key.clone(), ops.len()));
                 ops.push(wgl::Operation {
-                    op: op(o),
+                    op: o.clone(),
                     ret: None,
                     call_ns: t,
                     return_ns: None,
@@ -54,7 +32,7 @@ pub fn check(events: &[Event]) -> Vec<String> {
                 if let Some((key, i)) = slot.get(id)
                     && let Some(o) = per_key.get_mut(key).and_then(|ops| ops.get_mut(*i))
                 {
-                    o.ret = Some(ret(r));
+                    o.ret = Some(r.clone());
                     o.return_ns = Some(t);
                 }
             }
@@ -110,6 +88,7 @@ pub fn check(events: &[Event]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{Op, Ret};
 
     fn inv(id: u64, thread: u64, op: Op) -> Event {
         Event::Invoke {
