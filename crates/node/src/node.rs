@@ -3,6 +3,7 @@
 
 use crate::config::NodeConfig;
 use crate::hlc::Hlc;
+use crate::latency::LatencyTable;
 use crate::messages::*;
 use crate::metrics::Metrics;
 use futures::FutureExt;
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     /// not clone the map per request.
     map_cache: RwLock<Option<(bool, u64, Arc<ClusterMap>)>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Round trips to peers (filled by the prober).
+    pub(crate) latency: Arc<LatencyTable>,
     /// Serializes group creation, init and join.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
     last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
@@ -132,6 +135,7 @@ impl Node {
                 hlc,
                 map_cache: RwLock::new(None),
                 metrics,
+                latency: Arc::new(LatencyTable::new()),
                 admin_lock: tokio::sync::Mutex::new(()),
                 last_leaders: Mutex::new(BTreeMap::new()),
                 shutdown_tx,
@@ -158,6 +162,11 @@ impl Node {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// Round trips from this node to its peers.
+    pub fn latency(&self) -> &Arc<LatencyTable> {
+        &self.inner.latency
     }
 
     /// The handler to serve this node's RPC with.
