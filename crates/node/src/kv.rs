@@ -547,6 +547,7 @@ mod tests {
             start: start.to_vec(),
             end: end.to_vec(),
             replicas: vec![],
+            learners: vec![],
             version: 1,
         }
     }

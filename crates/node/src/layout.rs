@@ -132,6 +132,7 @@ pub fn initial_map(
                 start,
                 end,
                 replicas,
+                learners: Vec::new(),
                 version: 1,
             },
         );

@@ -32,6 +32,9 @@ impl fmt::Display for Command {
                     MetaCommand::Init(_) => "init",
                     MetaCommand::UpsertNode(_) => "upsert_node",
                     MetaCommand::SetNodeState { .. } => "set_node_state",
+                    MetaCommand::SetPlacement(_) => "set_placement",
+                    MetaCommand::DeletePlacement { .. } => "delete_placement",
+                    MetaCommand::SetRangeMembers { .. } => "set_range_members",
                 }
             ),
         }

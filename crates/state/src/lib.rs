@@ -11,9 +11,11 @@ pub mod group;
 pub mod kv;
 pub mod kv_types;
 pub mod meta;
+pub mod placement;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};
 pub use kv::KvState;
 pub use kv_types::*;
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo};
+pub use placement::{PlacementRule, Survival};

@@ -1,5 +1,6 @@
 //! The meta group's state: the cluster map (nodes and ranges).
 
+use crate::placement::{PlacementRule, Survival};
 use meridian_types::{ClusterId, ErrorCode, MeridianError, NodeId, RangeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,7 +41,9 @@ pub struct RangeInfo {
     pub end: Vec<u8>,
     /// Voters of the range's group.
     pub replicas: Vec<NodeId>,
-    /// Bumped on every change of bounds or replicas.
+    /// Nodes being added: they host the group as learners until they become voters.
+    pub learners: Vec<NodeId>,
+    /// Bumped on every change of bounds, replicas or learners.
     pub version: u64,
 }
 
@@ -58,6 +61,8 @@ pub struct ClusterMap {
     pub ranges: BTreeMap<RangeId, RangeInfo>,
     /// Voters of the meta group.
     pub meta_replicas: Vec<NodeId>,
+    /// Placement rules by prefix (the empty prefix is the cluster default).
+    pub placements: BTreeMap<Vec<u8>, PlacementRule>,
     /// Bumped on every change.
     pub version: u64,
 }
@@ -76,6 +81,39 @@ impl ClusterMap {
             .filter(|r| r.start.as_slice() <= key)
             .max_by(|a, b| a.start.cmp(&b.start))
             .filter(|r| r.contains(key))
+    }
+
+    /// The rule that governs `range`: the one with the longest prefix covering all its keys,
+    /// else the cluster default (3 replicas, or fewer on a smaller cluster; region survival when
+    /// there are three regions or more, else zone survival; no leader preference).
+    pub fn rule_for(&self, range: &RangeInfo) -> PlacementRule {
+        if let Some(r) = self
+            .placements
+            .values()
+            .filter(|r| r.covers(&range.start, &range.end))
+            .max_by_key(|r| r.prefix.len())
+        {
+            return r.clone();
+        }
+        let live: Vec<&NodeInfo> = self
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Active)
+            .collect();
+        let regions: std::collections::BTreeSet<&str> =
+            live.iter().map(|n| n.region.as_str()).collect();
+        PlacementRule {
+            prefix: Vec::new(),
+            replicas: live.len().clamp(1, 3) as u8,
+            regions: Vec::new(),
+            zones: Vec::new(),
+            survival: if regions.len() >= 3 {
+                Survival::Region
+            } else {
+                Survival::Zone
+            },
+            leader_regions: Vec::new(),
+        }
     }
 
     /// Ranges overlapping `[start, end)` (`end` empty = to the end), in key order.
@@ -141,6 +179,20 @@ pub enum MetaCommand {
         node: NodeId,
         state: NodeState,
     },
+    /// Adds or replaces the rule for its prefix.
+    SetPlacement(PlacementRule),
+    /// Removes the rule for `prefix` (removing none is not an error).
+    DeletePlacement {
+        prefix: Vec<u8>,
+    },
+    /// Records a range's new voters and learners, if the range is still at `expect_version`
+    /// (so two drivers cannot overwrite each other's steps).
+    SetRangeMembers {
+        range: RangeId,
+        replicas: Vec<NodeId>,
+        learners: Vec<NodeId>,
+        expect_version: u64,
+    },
 }
 
 impl ClusterMap {
@@ -181,6 +233,57 @@ impl ClusterMap {
                 n.state = *state;
                 self.version += 1;
             }
+            MetaCommand::SetPlacement(rule) => {
+                if !self.placements.contains_key(&rule.prefix)
+                    && self.placements.len() >= crate::placement::PLACEMENT_RULES_MAX
+                {
+                    return Err(MeridianError::invalid(format!(
+                        "a cluster holds at most {} placement rules",
+                        crate::placement::PLACEMENT_RULES_MAX
+                    )));
+                }
+                self.placements.insert(rule.prefix.clone(), rule.clone());
+                self.version += 1;
+            }
+            MetaCommand::DeletePlacement { prefix } => {
+                if self.placements.remove(prefix).is_some() {
+                    self.version += 1;
+                }
+            }
+            MetaCommand::SetRangeMembers {
+                range,
+                replicas,
+                learners,
+                expect_version,
+            } => {
+                for n in replicas.iter().chain(learners) {
+                    if !self.nodes.contains_key(n) {
+                        return Err(MeridianError::new(
+                            ErrorCode::UnknownNode,
+                            format!("node {n} is not in the cluster"),
+                        ));
+                    }
+                }
+                if replicas.is_empty() {
+                    return Err(MeridianError::invalid("a range needs at least one replica"));
+                }
+                let r = self.ranges.get_mut(range).ok_or_else(|| {
+                    MeridianError::new(ErrorCode::RangeMoved, format!("no range {range}"))
+                })?;
+                if r.version != *expect_version {
+                    return Err(MeridianError::new(
+                        ErrorCode::RangeMoved,
+                        format!(
+                            "range {range} is at version {}, not {expect_version}",
+                            r.version
+                        ),
+                    ));
+                }
+                r.replicas = replicas.clone();
+                r.learners = learners.clone();
+                r.version += 1;
+                self.version += 1;
+            }
         }
         Ok(())
     }
@@ -218,6 +321,7 @@ mod tests {
                     start: s.to_vec(),
                     end: e.to_vec(),
                     replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
+                    learners: vec![],
                     version: 1,
                 },
             );

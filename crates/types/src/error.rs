@@ -24,6 +24,12 @@ pub enum ErrorCode {
     AlreadyInitialized,
     WrongCluster,
     UnknownNode,
+    /// A placement rule the cluster's nodes, regions or zones cannot meet.
+    PlacementUnsatisfiable,
+    /// A node still holds replicas (drain it first).
+    NotDrained,
+    /// The replica asked cannot prove it is fresh enough for the read; the leader can.
+    TooStale,
     Corruption,
     Internal,
 }
@@ -49,6 +55,9 @@ impl ErrorCode {
             ErrorCode::AlreadyInitialized => "already_initialized",
             ErrorCode::WrongCluster => "wrong_cluster",
             ErrorCode::UnknownNode => "unknown_node",
+            ErrorCode::PlacementUnsatisfiable => "placement_unsatisfiable",
+            ErrorCode::NotDrained => "not_drained",
+            ErrorCode::TooStale => "too_stale",
             ErrorCode::Corruption => "corruption",
             ErrorCode::Internal => "internal",
         }
@@ -62,6 +71,7 @@ impl ErrorCode {
                 | ErrorCode::RangeMoved
                 | ErrorCode::Unavailable
                 | ErrorCode::Timeout
+                | ErrorCode::TooStale
         )
     }
 }

@@ -21,17 +21,20 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::RequestTooLarge
         | ErrorCode::TooManyTxnOps
         | ErrorCode::LimitTooLarge
-        | ErrorCode::CrossRangeTxn => Code::InvalidArgument,
+        | ErrorCode::CrossRangeTxn
+        | ErrorCode::PlacementUnsatisfiable => Code::InvalidArgument,
         ErrorCode::KeyNotFound => Code::NotFound,
         ErrorCode::Compacted | ErrorCode::FutureRevision => Code::OutOfRange,
         ErrorCode::NotLeader
         | ErrorCode::RangeMoved
         | ErrorCode::Unavailable
+        | ErrorCode::TooStale
         | ErrorCode::NotInitialized => Code::Unavailable,
         ErrorCode::Timeout => Code::DeadlineExceeded,
-        ErrorCode::AlreadyInitialized | ErrorCode::WrongCluster | ErrorCode::UnknownNode => {
-            Code::FailedPrecondition
-        }
+        ErrorCode::AlreadyInitialized
+        | ErrorCode::WrongCluster
+        | ErrorCode::UnknownNode
+        | ErrorCode::NotDrained => Code::FailedPrecondition,
         ErrorCode::Corruption | ErrorCode::Internal => Code::Internal,
     }
 }

@@ -27,18 +27,21 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::TooManyTxnOps
         | ErrorCode::LimitTooLarge
         | ErrorCode::CrossRangeTxn
-        | ErrorCode::FutureRevision => StatusCode::BAD_REQUEST,
+        | ErrorCode::FutureRevision
+        | ErrorCode::PlacementUnsatisfiable => StatusCode::BAD_REQUEST,
         ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::KeyNotFound => StatusCode::NOT_FOUND,
         ErrorCode::Compacted => StatusCode::GONE,
         ErrorCode::NotLeader
         | ErrorCode::RangeMoved
         | ErrorCode::Unavailable
+        | ErrorCode::TooStale
         | ErrorCode::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorCode::WrongCluster | ErrorCode::UnknownNode | ErrorCode::AlreadyInitialized => {
-            StatusCode::CONFLICT
-        }
+        ErrorCode::WrongCluster
+        | ErrorCode::UnknownNode
+        | ErrorCode::AlreadyInitialized
+        | ErrorCode::NotDrained => StatusCode::CONFLICT,
         ErrorCode::Corruption | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -119,6 +122,9 @@ mod tests {
             (ErrorCode::WrongCluster, 409),
             (ErrorCode::UnknownNode, 409),
             (ErrorCode::AlreadyInitialized, 409),
+            (ErrorCode::NotDrained, 409),
+            (ErrorCode::PlacementUnsatisfiable, 400),
+            (ErrorCode::TooStale, 503),
             (ErrorCode::Corruption, 500),
             (ErrorCode::Internal, 500),
         ];
