@@ -1,4 +1,4 @@
-//! `meridian cluster init|status`.
+//! `meridian cluster init|status|latency`.
 
 use anyhow::{Context, bail};
 use meridian_node::ClusterView;
@@ -42,6 +42,18 @@ enum ClusterCmd {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// Show the round-trip matrix: region × region and node × node.
+    Latency {
+        #[arg(
+            long,
+            env = "MERIDIAN_ENDPOINTS",
+            value_delimiter = ',',
+            default_value = "127.0.0.1:2379"
+        )]
+        endpoints: Vec<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
 }
 
 pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
@@ -60,6 +72,15 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print!("{}", render_view(&view));
+            }
+            Ok(())
+        }
+        ClusterCmd::Latency { endpoints, output } => {
+            let view = fetch_view(&endpoints).await?;
+            if output == "json" {
+                println!("{}", crate::cluster_latency::render_json(&view)?);
+            } else {
+                print!("{}", crate::cluster_latency::render(&view));
             }
             Ok(())
         }

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub election_timeout_max_ms: Option<u64>,
     pub snapshot_logs_max: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    /// Simulated WAN table (`--wan`).
+    pub wan: Option<String>,
 }
 
 impl FileConfig {
@@ -60,10 +62,15 @@ mod tests {
     fn parses_file_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.toml");
-        std::fs::write(&p, "id = 3\nregion = \"eu-west\"\njoin = [\"a:1\"]\n").unwrap();
+        std::fs::write(
+            &p,
+            "id = 3\nregion = \"eu-west\"\njoin = [\"a:1\"]\nwan = \"a:b=5ms\"\n",
+        )
+        .unwrap();
         let c = FileConfig::load(&p).unwrap();
         assert_eq!(c.id, Some(3));
         assert_eq!(c.join.unwrap(), vec!["a:1".to_string()]);
+        assert_eq!(c.wan.as_deref(), Some("a:b=5ms"));
         std::fs::write(&p, "idd = 3\n").unwrap();
         assert!(FileConfig::load(&p).is_err());
         assert!(check_addr("listen", "127.0.0.1:80").is_ok());

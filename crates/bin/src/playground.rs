@@ -14,6 +14,7 @@ mod saved;
 
 use anyhow::{Context, bail};
 use children::Children;
+use meridian_transport::WanTable;
 use node_process::{NodeProcess, NodeSpec};
 use saved::SavedLayout;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,11 @@ const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
 
 /// Zones within a region, in the order nodes fill them.
 const ZONES: &str = "abc";
+
+/// The simulated WAN between the three regions: realistic round trips (us-east↔eu-west
+/// 75 ms, us-east↔ap-south 190 ms, eu-west↔ap-south 120 ms, 1–2 ms within a region).
+pub const PLAYGROUND_WAN: &str =
+    "us-east:eu-west=75ms,us-east:ap-south=190ms,eu-west:ap-south=120ms,local=1.5ms~0.5ms";
 
 /// Most nodes a playground runs.
 const NODES_MAX: u32 = 9;
@@ -50,6 +56,10 @@ pub struct PlaygroundArgs {
     /// Split the key space into this many ranges, each its own Raft group with its own leader.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=256))]
     ranges: u32,
+    /// Simulated WAN between the regions: `none`, or a table like
+    /// `us-east:eu-west=75ms~5ms/1%,local=1.5ms` (round trip ~ jitter / loss).
+    #[arg(long, default_value = PLAYGROUND_WAN)]
+    wan: String,
 }
 
 /// SIGINT and SIGTERM, caught from the start so that no signal kills the playground before it
@@ -93,7 +103,8 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let specs = node_specs(&args, &dir)?;
+    let wan = WanTable::parse(&args.wan).context("parse --wan")?;
+    let specs = node_specs(&args, &dir, &wan)?;
     let mut children = Children::default();
 
     let started = tokio::select! {
@@ -114,7 +125,7 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    print_banner(&children, &dir, args.data_dir.is_none());
+    print_banner(&children, &dir, args.data_dir.is_none(), &wan);
 
     let failed = tokio::select! {
         name = signals.recv() => {
@@ -196,7 +207,7 @@ async fn stop(children: &mut Children) {
 }
 
 /// Ids, regions, zones, directories and listen addresses of the nodes.
-fn node_specs(args: &PlaygroundArgs, dir: &Path) -> anyhow::Result<Vec<NodeSpec>> {
+fn node_specs(args: &PlaygroundArgs, dir: &Path, wan: &WanTable) -> anyhow::Result<Vec<NodeSpec>> {
     let n = args.nodes;
     let saved = match &args.data_dir {
         Some(d) => SavedLayout::load(d)?,
@@ -246,6 +257,7 @@ fn node_specs(args: &PlaygroundArgs, dir: &Path) -> anyhow::Result<Vec<NodeSpec>
                 listen,
                 data_dir: dir.join(format!("node{id}")),
                 log_path: dir.join(format!("node{id}.log")),
+                wan: wan.to_string(),
             }
         })
         .collect())
@@ -260,14 +272,36 @@ fn placement(id: u32) -> (&'static str, String) {
     (region, ZONES[zone_idx..=zone_idx].to_owned())
 }
 
-fn print_banner(children: &Children, dir: &Path, temporary: bool) {
+/// The WAN table as the banner shows it: every pair of the regions in use.
+fn wan_lines(wan: &WanTable, regions: &[&str]) -> String {
+    if wan.is_none() {
+        return "Simulated WAN: none (nodes talk at loopback speed)\n".into();
+    }
+    let mut s = format!("Simulated WAN (--wan {wan}), added round trips:\n");
+    for (i, a) in regions.iter().enumerate() {
+        for b in &regions[i..] {
+            let link = wan
+                .link(a, b)
+                .map_or_else(|| "none (not in the table)".to_string(), |l| l.to_string());
+            let pair = if a == b {
+                format!("within {a}")
+            } else {
+                format!("{a} <-> {b}")
+            };
+            s.push_str(&format!("  {pair:<24} {link}\n"));
+        }
+    }
+    s
+}
+
+fn print_banner(children: &Children, dir: &Path, temporary: bool, wan: &WanTable) {
     let nodes = children.nodes();
-    let regions = {
-        let mut r: Vec<&str> = nodes.iter().map(|n| n.spec.region).collect();
-        r.sort_unstable();
-        r.dedup();
-        r.len()
-    };
+    let region_names: Vec<&str> = REGIONS
+        .iter()
+        .copied()
+        .filter(|r| nodes.iter().any(|n| n.spec.region == *r))
+        .collect();
+    let regions = region_names.len();
     let mut s = String::new();
     s.push_str(&format!(
         "\nMeridian playground: {} node(s) in {regions} region(s)\n\n",
@@ -283,6 +317,8 @@ fn print_banner(children: &Children, dir: &Path, temporary: bool) {
             n.spec.id, n.spec.region, n.spec.zone, n.addr
         ));
     }
+    s.push('\n');
+    s.push_str(&wan_lines(wan, &region_names));
     let addr = nodes.first().map_or("127.0.0.1:2379", |n| n.addr.as_str());
     s.push_str(&format!(
         "\nData and logs (node<i>.log) in {}{}\n",
@@ -297,6 +333,7 @@ fn print_banner(children: &Children, dir: &Path, temporary: bool) {
     s.push_str(&format!("  meridian kv get greeting --endpoints {addr}\n"));
     s.push_str(&format!("  etcdctl --endpoints={addr} get greeting\n"));
     s.push_str(&format!("  meridian cluster status --endpoints {addr}\n"));
+    s.push_str(&format!("  meridian cluster latency --endpoints {addr}\n"));
     s.push_str("\nPress Ctrl-C to stop.\n");
     print!("{s}");
 }
@@ -311,7 +348,32 @@ mod tests {
             data_dir,
             base_port,
             ranges: 3,
+            wan: PLAYGROUND_WAN.into(),
         }
+    }
+
+    fn wan() -> WanTable {
+        WanTable::parse(PLAYGROUND_WAN).unwrap()
+    }
+
+    #[test]
+    fn the_default_wan_names_every_pair_of_regions() {
+        let w = wan();
+        for a in REGIONS {
+            for b in REGIONS {
+                assert!(w.link(a, b).is_some(), "{a} {b}");
+            }
+        }
+        assert_eq!(
+            w.link("us-east", "ap-south").unwrap().rtt,
+            Duration::from_millis(190)
+        );
+        let lines = wan_lines(&w, &REGIONS);
+        assert!(lines.contains("us-east <-> eu-west"), "{lines}");
+        assert!(lines.contains("within ap-south"), "{lines}");
+        assert!(wan_lines(&WanTable::none(), &REGIONS).contains("none"));
+        let partial = WanTable::parse("us-east:eu-west=10ms").unwrap();
+        assert!(wan_lines(&partial, &REGIONS).contains("not in the table"));
     }
 
     #[test]
@@ -334,7 +396,7 @@ mod tests {
     #[test]
     fn ports_come_from_the_base_or_are_free() {
         let dir = Path::new("/tmp/pg");
-        let specs = node_specs(&args(3, Some(4000), None), dir).unwrap();
+        let specs = node_specs(&args(3, Some(4000), None), dir, &wan()).unwrap();
         let listen: Vec<&str> = specs.iter().map(|s| s.listen.as_str()).collect();
         assert_eq!(
             listen,
@@ -342,10 +404,10 @@ mod tests {
         );
         assert_eq!(specs[2].data_dir, dir.join("node3"));
         assert_eq!(specs[2].log_path, dir.join("node3.log"));
-        let specs = node_specs(&args(2, None, None), dir).unwrap();
+        let specs = node_specs(&args(2, None, None), dir, &wan()).unwrap();
         assert!(specs.iter().all(|s| s.listen == "127.0.0.1:0"));
-        assert!(node_specs(&args(3, Some(65534), None), dir).is_err());
-        assert!(node_specs(&args(1, Some(0), None), dir).is_err());
+        assert!(node_specs(&args(3, Some(65534), None), dir, &wan()).is_err());
+        assert!(node_specs(&args(1, Some(0), None), dir, &wan()).is_err());
     }
 
     #[test]
@@ -357,13 +419,13 @@ mod tests {
         }
         .save(&d)
         .unwrap();
-        let specs = node_specs(&args(2, None, Some(d.clone())), &d).unwrap();
+        let specs = node_specs(&args(2, None, Some(d.clone())), &d, &wan()).unwrap();
         assert_eq!(specs[1].listen, "127.0.0.1:4101");
-        assert!(node_specs(&args(2, Some(4100), Some(d.clone())), &d).is_ok());
-        let e = node_specs(&args(3, None, Some(d.clone())), &d)
+        assert!(node_specs(&args(2, Some(4100), Some(d.clone())), &d, &wan()).is_ok());
+        let e = node_specs(&args(3, None, Some(d.clone())), &d, &wan())
             .unwrap_err()
             .to_string();
         assert!(e.contains("--nodes 2"), "{e}");
-        assert!(node_specs(&args(2, Some(5000), Some(d.clone())), &d).is_err());
+        assert!(node_specs(&args(2, Some(5000), Some(d.clone())), &d, &wan()).is_err());
     }
 }

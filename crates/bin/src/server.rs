@@ -4,7 +4,7 @@ use crate::config::{FileConfig, check_addr, pick};
 use anyhow::{Context, bail};
 use axum::serve::ListenerExt;
 use meridian_node::{Node, NodeConfig};
-use meridian_transport::{GrpcTransport, node_rpc_service};
+use meridian_transport::{GrpcTransport, Transport, WanTable, WanTransport, node_rpc_service};
 use meridian_types::NodeId;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +46,11 @@ pub struct ServerArgs {
     /// Build a snapshot (and purge the log before it) after this many entries.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_LOGS_MAX")]
     snapshot_logs_max: Option<u64>,
+    /// Simulate a wide-area network: delay (and lose) node-to-node calls by the regions of the
+    /// two nodes. `none`, or entries like `us-east:eu-west=75ms~5ms/1%,local=1.5ms` (round
+    /// trip ~ jitter / loss; `local` is within a region) [default: none].
+    #[arg(long, env = "MERIDIAN_WAN")]
+    wan: Option<String>,
 }
 
 /// How long a stopping node waits for in-flight requests.
@@ -137,13 +142,21 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
     } else {
         listen.clone()
     };
+    let wan = pick(a.wan.clone(), file.wan.clone(), || "none".into());
+    let wan = WanTable::parse(&wan).context("parse --wan")?;
     let mut cfg = node_config(&a, file, &effective_listen)?;
     if a.advertise.is_none() && listen.ends_with(":0") {
         cfg.advertise_addr = bound.clone();
     }
     let id = cfg.id;
     let join = cfg.join.clone();
-    let transport = Arc::new(GrpcTransport::new());
+    let grpc: Arc<dyn Transport> = Arc::new(GrpcTransport::new());
+    let transport: Arc<dyn Transport> = if wan.is_none() {
+        grpc
+    } else {
+        tracing::info!(node_id = id.0, region = %cfg.region, wan = %wan, "simulating a wide-area network");
+        Arc::new(WanTransport::new(grpc, wan, cfg.region.clone()))
+    };
     let node = Node::start(cfg, transport)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -436,7 +436,8 @@ impl ClientApi for Node {
                 region: n.region.clone(),
                 zone: n.zone.clone(),
                 state: n.state.as_str().to_string(),
-                healthy: healthy.get(&n.id).copied().unwrap_or(false),
+                healthy: healthy.get(&n.id).copied().unwrap_or(false)
+                    || crate::probe::is_healthy(self, n.id),
             })
             .collect();
         let view_of = |id: u64, start: &[u8], end: &[u8], replicas: &[NodeId], version: u64| {
@@ -468,6 +469,7 @@ impl ClientApi for Node {
             node_id: self.id().0,
             nodes,
             ranges,
+            latency: crate::probe::latency_view(self),
         })
     }
 

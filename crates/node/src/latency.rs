@@ -1,6 +1,9 @@
 //! The round-trip matrix as one node sees it: for every peer, an EWMA and a p99 of recent
 //! probe round trips, and when it last answered. Filled by the prober (`probe.rs`), read by
 //! routing (nearest replica), the placement driver (liveness) and the cluster view.
+//!
+//! Beside its own row the table keeps every peer's row as that peer last reported it (a ping
+//! answer carries the responder's row), so each node knows the whole matrix one hop away.
 
 use meridian_types::NodeId;
 use parking_lot::RwLock;
@@ -31,10 +34,15 @@ struct PeerLatency {
     failures_in_row: u32,
 }
 
+/// One node's row of the matrix: its round trips to each of its peers.
+pub type LatencyRow = Vec<(NodeId, RttStats)>;
+
 /// Round trips to every peer. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct LatencyTable {
     peers: RwLock<BTreeMap<NodeId, PeerLatency>>,
+    /// Other nodes' rows as they reported them, with when they arrived.
+    rows: RwLock<BTreeMap<NodeId, (Instant, LatencyRow)>>,
 }
 
 impl LatencyTable {
@@ -100,6 +108,34 @@ impl LatencyTable {
             .collect()
     }
 
+    /// Keeps `row` as `from`'s own row of the matrix (replacing the one it sent before).
+    pub fn set_row(&self, from: NodeId, row: LatencyRow) {
+        self.rows.write().insert(from, (Instant::now(), row));
+    }
+
+    /// Every other node's row with its age, in id order.
+    pub fn rows(&self) -> Vec<(NodeId, Duration, LatencyRow)> {
+        self.rows
+            .read()
+            .iter()
+            .map(|(id, (at, row))| (*id, at.elapsed(), row.clone()))
+            .collect()
+    }
+
+    /// Forgets every node `keep` rejects (it left the cluster map).
+    pub fn retain(&self, keep: impl Fn(NodeId) -> bool) {
+        self.peers.write().retain(|id, _| keep(*id));
+        self.rows.write().retain(|id, _| keep(*id));
+    }
+
+    /// Consecutive failed probes of `peer` since it last answered.
+    pub fn failures_in_row(&self, peer: NodeId) -> u32 {
+        self.peers
+            .read()
+            .get(&peer)
+            .map_or(0, |p| p.failures_in_row)
+    }
+
     /// Orders `candidates` nearest first: `me` (zero), then peers by EWMA, then peers never
     /// measured (in id order).
     pub fn nearest_first(&self, me: NodeId, candidates: &[NodeId]) -> Vec<NodeId> {
@@ -145,5 +181,26 @@ mod tests {
         assert!(!t.is_live(NodeId(4), Duration::from_secs(1)));
         t.record_failure(NodeId(4));
         assert!(t.rtt(NodeId(4)).is_none());
+        assert_eq!(t.failures_in_row(NodeId(4)), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_peer_rows_with_their_age() {
+        let t = LatencyTable::new();
+        let s = RttStats {
+            ewma: Duration::from_millis(75),
+            p99: Duration::from_millis(80),
+            samples: 3,
+        };
+        t.set_row(NodeId(2), vec![(NodeId(3), s)]);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let rows = t.rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, NodeId(2));
+        assert!(rows[0].1 >= Duration::from_secs(2));
+        assert_eq!(rows[0].2, vec![(NodeId(3), s)]);
+        t.record(NodeId(2), Duration::from_millis(1));
+        t.retain(|n| n != NodeId(2));
+        assert!(t.rows().is_empty() && t.all().is_empty());
     }
 }

@@ -13,13 +13,14 @@ pub mod layout;
 pub mod messages;
 mod metrics;
 mod node;
+pub mod probe;
 mod router;
 mod view;
 
 pub use client_api::{ClientApi, Consistency, WriteOptions};
 pub use config::NodeConfig;
 pub use hlc::{Hlc, WallClock};
-pub use latency::{LatencyTable, RttStats};
+pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
-pub use view::{ClusterView, NodeStatus, NodeView, RangeView};
+pub use view::{ClusterView, LatencyView, NodeStatus, NodeView, RangeView};

@@ -1,6 +1,7 @@
 //! Payloads of node RPC methods (postcard-encoded inside an envelope).
 
 use crate::client_api::Consistency;
+use crate::latency::LatencyRow;
 use meridian_state::{
     ClusterMap, KvResult, MetaCommand, NodeInfo, RangeRequest, RangeResponse, TxnRequest,
 };
@@ -12,6 +13,19 @@ pub const M_INIT: &str = "admin.init";
 pub const M_JOIN: &str = "admin.join";
 pub const M_STATUS: &str = "admin.status";
 pub const M_FORWARD: &str = "kv.forward";
+pub const M_PING: &str = "admin.ping";
+
+/// `admin.ping`, sent by the prober. Carries the sender's row of the round-trip matrix.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PingRequest {
+    pub row: LatencyRow,
+}
+
+/// The answer to `admin.ping`: the responder's own row, so the prober learns the matrix.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PingReply {
+    pub row: LatencyRow,
+}
 
 /// Who a node is; the answer to `admin.hello`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! Prometheus metrics of one node (`/metrics`). Names follow `meridian_<area>_<what>_<unit>`;
-//! labels are of low cardinality (op, outcome), never a key.
+//! labels are of low cardinality (op, outcome, peer node), never a key.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
@@ -22,6 +23,20 @@ pub struct OpOnly {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
+}
+
+/// A peer node, by id (as many values as nodes in the cluster).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    pub peer: String,
+}
+
+impl PeerLabel {
+    pub fn of(peer: meridian_types::NodeId) -> Self {
+        Self {
+            peer: peer.0.to_string(),
+        }
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -42,6 +57,11 @@ pub struct Metrics {
     pub raft_leader_changes: Counter,
     pub raft_groups_led: Gauge,
     pub raft_groups_hosted: Gauge,
+    /// Probe round trip to each peer, EWMA.
+    pub peer_rtt_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    /// Probe round trip to each peer, p99 of the recent ones.
+    pub peer_rtt_p99_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>>,
+    pub peer_probe_failures: Family<PeerLabel, Counter>,
 }
 
 impl Metrics {
@@ -114,8 +134,29 @@ impl Metrics {
             "Groups with a replica on this node",
             raft_groups_hosted.clone(),
         );
+        let peer_rtt_seconds = Family::<PeerLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "peer_rtt_seconds",
+            "Probe round trip to each peer (EWMA)",
+            peer_rtt_seconds.clone(),
+        );
+        let peer_rtt_p99_seconds = Family::<PeerLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "peer_rtt_p99_seconds",
+            "Probe round trip to each peer (p99 of the recent ones)",
+            peer_rtt_p99_seconds.clone(),
+        );
+        let peer_probe_failures = Family::<PeerLabel, Counter>::default();
+        registry.register(
+            "peer_probe_failures",
+            "Probes of each peer that failed or timed out",
+            peer_probe_failures.clone(),
+        );
         Self {
             registry,
+            peer_rtt_seconds,
+            peer_rtt_p99_seconds,
+            peer_probe_failures,
             requests,
             request_seconds,
             proposals,

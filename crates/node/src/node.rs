@@ -236,6 +236,7 @@ impl Node {
     }
 
     fn spawn_background(&self) {
+        crate::probe::spawn(self.clone(), self.inner.shutdown_tx.subscribe());
         let node = self.clone();
         let mut stop = self.inner.shutdown_tx.subscribe();
         tokio::spawn(async move {
@@ -263,6 +264,7 @@ impl Node {
         for n in map.nodes.values() {
             if n.id != self.id() {
                 self.inner.transport.set_peer_addr(n.id, n.addr.clone());
+                self.inner.transport.set_peer_region(n.id, n.region.clone());
             }
         }
         let me = self.id();
@@ -586,6 +588,7 @@ impl Node {
                 encode(&self.serve_join(req).await)
             }
             M_STATUS => encode(&self.report()),
+            M_PING => crate::probe::serve_ping(&self, &env),
             M_FORWARD => {
                 let req: ForwardRequest = decode(&env.payload).map_err(|e| e.to_string())?;
                 let r =

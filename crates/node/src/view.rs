@@ -1,7 +1,10 @@
 //! Read-only views of the cluster, shaped for `GET /v1/cluster`, `meridian cluster status` and
 //! etcd's `MemberList` / `Status`.
 
+use crate::latency::RttStats;
+use meridian_types::NodeId;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClusterView {
@@ -10,6 +13,39 @@ pub struct ClusterView {
     pub node_id: u64,
     pub nodes: Vec<NodeView>,
     pub ranges: Vec<RangeView>,
+    /// The round-trip matrix as the answering node knows it: its own probes, and every other
+    /// node's row as that node last reported it.
+    #[serde(default)]
+    pub latency: Vec<LatencyView>,
+}
+
+/// One cell of the round-trip matrix: probes from `from` to `to`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyView {
+    pub from: u64,
+    pub to: u64,
+    /// Moving average of the round trip.
+    pub ewma_ms: f64,
+    /// 99th percentile of the recent round trips.
+    pub p99_ms: f64,
+    /// Round trips the figures are made of.
+    pub samples: usize,
+    /// How old the row is: 0 for the answering node's own, else since `from` reported it.
+    #[serde(default)]
+    pub age_ms: u64,
+}
+
+impl LatencyView {
+    pub fn new(from: NodeId, to: NodeId, s: &RttStats, age: Duration) -> Self {
+        Self {
+            from: from.0,
+            to: to.0,
+            ewma_ms: s.ewma.as_secs_f64() * 1e3,
+            p99_ms: s.p99.as_secs_f64() * 1e3,
+            samples: s.samples,
+            age_ms: age.as_millis().min(u64::MAX as u128) as u64,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -20,7 +56,8 @@ pub struct NodeView {
     pub zone: String,
     /// `active`, `joining`, `draining` or `removed`.
     pub state: String,
-    /// Whether the answering node reached it recently.
+    /// Whether the answering node reached it recently: itself, a peer that answered a probe
+    /// within `PEER_LIVE_WITHIN`, or one that answered the status call behind this view.
     pub healthy: bool,
 }
 

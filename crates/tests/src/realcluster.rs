@@ -114,6 +114,9 @@ pub struct ClusterConfig {
     pub dir: PathBuf,
     pub n_nodes: usize,
     pub n_ranges: u32,
+    /// A simulated WAN table every server gets as `--wan` (node i is in region
+    /// `us-east`, `eu-west`, `ap-south`, round-robin); `None` for the plain network.
+    pub wan: Option<String>,
 }
 
 /// Nodes on a [`Net`]; dropping it kills them, stops the proxies and removes the network.
@@ -123,6 +126,7 @@ pub struct RealCluster {
     proxies: Vec<Proxy>,
     spawner: Spawner,
     bin: PathBuf,
+    wan: Option<String>,
     // Last: removed after everything that runs in it.
     pub net: Net,
 }
@@ -160,6 +164,7 @@ impl RealCluster {
             proxies,
             spawner: Spawner::new()?,
             bin: cfg.bin.clone(),
+            wan: cfg.wan.clone(),
             net,
         };
         for i in 1..=cfg.n_nodes {
@@ -212,6 +217,7 @@ impl RealCluster {
             .arg("--data-dir")
             .arg(&n.data_dir)
             .args(["--region", ["us-east", "eu-west", "ap-south"][(id - 1) % 3]])
+            .args(["--wan", self.wan.as_deref().unwrap_or("none")])
             .env("MERIDIAN_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

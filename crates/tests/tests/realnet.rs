@@ -14,6 +14,7 @@
 //! | `MERIDIAN_REALNET_NODES` | 3 | nodes (3 or 5) |
 //! | `MERIDIAN_REALNET_FAULTS` | all | comma-separated kinds: partition, link-down, kill, pause, latency |
 //! | `MERIDIAN_REALNET_KEEP` | unset | keep the run's directory (history, report, logs) |
+//! | `MERIDIAN_REALNET_WAN` | unset | a `--wan` table for every server (hosts in us-east, eu-west, ap-south in turn) |
 //! | `MERIDIAN_BIN` | `target/<profile>/meridian` | the server binary |
 //!
 //! A long run (nextest stops a test at 300 s, so use cargo test):
@@ -238,6 +239,8 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
         dir: dir.path().to_path_buf(),
         n_nodes,
         n_ranges: RANGES,
+        // E.g. the playground's table, to run the faults over a simulated WAN.
+        wan: std::env::var("MERIDIAN_REALNET_WAN").ok(),
     })
     .expect("start the cluster");
     // Starting removed what a "crashed run" left: its namespace, its process, its bridge.

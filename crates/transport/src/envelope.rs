@@ -28,6 +28,10 @@ pub trait Transport: Send + Sync + 'static {
     /// Tells the transport where a node listens (from the cluster map).
     fn set_peer_addr(&self, node: NodeId, addr: String);
 
+    /// Tells the transport a node's region (from the cluster map). Only a transport that
+    /// simulates distance ([`crate::WanTransport`]) uses it.
+    fn set_peer_region(&self, _node: NodeId, _region: String) {}
+
     /// Calls an address directly, before the node behind it is known (init, join).
     fn call_addr(
         &self,

@@ -11,3 +11,12 @@ pub enum TransportError {
     #[error("call to node {node} timed out")]
     Timeout { node: u64 },
 }
+
+/// A `--wan` table that does not parse; names the entry at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WanTableError {
+    #[error("empty wan table; give `none` or entries like us-east:eu-west=75ms")]
+    Empty,
+    #[error("wan table entry {entry:?}: {detail}")]
+    BadEntry { entry: String, detail: String },
+}

@@ -1,6 +1,7 @@
 //! Layer: transport. Node-to-node RPC: one call shape (an [`Envelope`] naming its group and
 //! method, answered with bytes), a gRPC implementation with one channel per peer node, and a
-//! simulated network for tests that partitions, delays and drops per link.
+//! simulated network for tests that partitions, delays and drops per link, and a simulated WAN
+//! (per-region-pair round trips from a table) that wraps any transport.
 //!
 //! Architecture invariant: payloads are opaque bytes here; this crate knows no Raft message,
 //! no key and no range.
@@ -9,8 +10,10 @@ mod envelope;
 mod error;
 mod grpc;
 mod sim;
+mod wan;
 
 pub use envelope::{Envelope, Handler, Transport};
-pub use error::TransportError;
+pub use error::{TransportError, WanTableError};
 pub use grpc::{Connector, GrpcTransport, NodeRpcServer, PeerStream, node_rpc_service};
 pub use sim::{LinkRule, SimNetwork, SimTransport};
+pub use wan::{LOCAL_DEFAULT, WAN_RTT_MAX, WanLink, WanTable, WanTransport};

@@ -334,6 +334,7 @@ impl ClientApi for FakeApi {
                 revision: None,
                 version: 1,
             }],
+            latency: Vec::new(),
         })
     }
 

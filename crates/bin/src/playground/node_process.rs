@@ -37,6 +37,8 @@ pub struct NodeSpec {
     pub listen: String,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// The simulated WAN table (`--wan`).
+    pub wan: String,
 }
 
 /// A running node.
@@ -75,6 +77,8 @@ impl NodeProcess {
             .arg(spec.region)
             .arg("--zone")
             .arg(&spec.zone)
+            .arg("--wan")
+            .arg(&spec.wan)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
