@@ -246,6 +246,20 @@ impl RaftGroup {
         self.freshness.staleness(applied)
     }
 
+    /// Reads the applied state like [`RaftGroup::read`], and reports how stale what was read may
+    /// be ([`RaftGroup::staleness_bound`] for the applied index the closure saw, measured after it
+    /// ran).
+    pub fn read_with_staleness<R>(
+        &self,
+        f: impl FnOnce(&GroupState) -> R,
+    ) -> (R, Option<std::time::Duration>) {
+        let (r, applied) = {
+            let d = self.sm.data.read();
+            (f(&d.state), d.last_applied.map(|l| l.index).unwrap_or(0))
+        };
+        (r, self.freshness.staleness(applied))
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.is_leader()
     }

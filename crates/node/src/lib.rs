@@ -16,7 +16,10 @@ mod node;
 mod router;
 mod view;
 
-pub use client_api::{ClientApi, Consistency, WriteOptions};
+pub use client_api::{
+    BOUNDED_STALENESS_MAX, CONSISTENCY_FORMS, ClientApi, Consistency, RangeRead, ReadOptions,
+    WriteOptions,
+};
 pub use config::NodeConfig;
 pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyTable, RttStats};
