@@ -1,5 +1,7 @@
 //! Routing: a group operation goes to the group's leader — here, or forwarded over node RPC —
 //! following `not_leader` hints and retrying through elections until the request deadline.
+//! A `bounded` or `local` read goes to the replicas nearest first (`LatencyTable`); one that
+//! cannot vouch for it answers `too_stale` and the read goes to the leader as a lease read.
 
 use crate::messages::*;
 use crate::node::{Node, decode, encode};
@@ -39,8 +41,8 @@ impl Node {
         self.inner.leader_cache.read().get(&group).copied()
     }
 
-    /// Executes an operation on `group`'s leader (or, for local reads, on the nearest replica),
-    /// retrying until the request deadline.
+    /// Executes an operation on `group`'s leader (or, for bounded and local reads, on the
+    /// nearest replica that can serve it), retrying until the request deadline.
     pub(crate) async fn execute(
         &self,
         group: GroupId,
