@@ -129,7 +129,12 @@ async fn read_options_reach_the_node() {
             .and_then(|v| v.to_str().ok()),
         Some("0")
     );
-    assert_eq!(get(&app, "/v1/kv?prefix=k&consistency=bounded:2s").await.status, 200);
+    assert_eq!(
+        get(&app, "/v1/kv?prefix=k&consistency=bounded:2s")
+            .await
+            .status,
+        200
+    );
     {
         let seen = api.seen.lock();
         assert_eq!(

@@ -16,8 +16,8 @@ use meridian_node::ClusterView;
 use meridian_proto::etcd::etcdserverpb as pb;
 use meridian_proto::etcd::etcdserverpb::kv_client::KvClient;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
-use std::future::Future;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -307,18 +307,19 @@ impl Client {
         let request_id = next_request_id();
         let key = txn_key(&txn).unwrap_or_default();
         let route = self.route(&key, b"", false);
-        let resp = self.failover_to(Idempotence::NotIdempotent, route.targets, |ep| {
-            let mut kv = ep.kv.clone();
-            let req = write_request(txn.clone(), timeout, &request_id);
-            let url = ep.url.clone();
-            async move {
-                kv.txn(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| status_error(&url, &s))
-            }
-        })
-        .await?;
+        let resp = self
+            .failover_to(Idempotence::NotIdempotent, route.targets, |ep| {
+                let mut kv = ep.kv.clone();
+                let req = write_request(txn.clone(), timeout, &request_id);
+                let url = ep.url.clone();
+                async move {
+                    kv.txn(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| status_error(&url, &s))
+                }
+            })
+            .await?;
         self.observe(route.range, header_revision(resp.header.as_ref()));
         Ok(resp)
     }
@@ -542,7 +543,11 @@ impl Client {
 
     /// Runs `attempt` against one endpoint after another, starting at the preferred one, until
     /// it succeeds, fails with an error that must not fail over, or the attempts run out.
-    async fn failover<T, F, Fut>(&self, idempotence: Idempotence, attempt: F) -> Result<T, ClientError>
+    async fn failover<T, F, Fut>(
+        &self,
+        idempotence: Idempotence,
+        attempt: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(&Endpoint) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,

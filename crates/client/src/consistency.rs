@@ -129,13 +129,25 @@ mod tests {
             "bounded:250ms".parse::<Consistency>().unwrap(),
             Consistency::Bounded(Duration::from_millis(250))
         );
-        for bad in ["strong", "bounded", "bounded:", "bounded:1.5s", "bounded:-1", "bounded:9m"] {
+        for bad in [
+            "strong",
+            "bounded",
+            "bounded:",
+            "bounded:1.5s",
+            "bounded:-1",
+            "bounded:9m",
+        ] {
             let e = bad.parse::<Consistency>().expect_err(bad);
             assert!(e.to_string().contains("bounded:<ms>"), "{bad}: {e}");
         }
         assert!(Consistency::Local.serializable());
         assert!(!Consistency::Lease.serializable());
-        assert_eq!(Consistency::Bounded(Duration::from_secs(1)).metadata().as_deref(), Some("bounded:1000"));
+        assert_eq!(
+            Consistency::Bounded(Duration::from_secs(1))
+                .metadata()
+                .as_deref(),
+            Some("bounded:1000")
+        );
         assert_eq!(Consistency::Local.metadata(), None);
     }
 }

@@ -118,7 +118,10 @@ impl Routing {
 
     /// The range of `[key, range_end)` if it lies in one known range.
     pub fn range(&self, key: &[u8], range_end: &[u8]) -> Option<RangeRoute> {
-        self.topology.as_ref()?.single_range(key, range_end).cloned()
+        self.topology
+            .as_ref()?
+            .single_range(key, range_end)
+            .cloned()
     }
 }
 
@@ -165,9 +168,17 @@ mod tests {
         assert_eq!(t.token(Some(1)), 10);
         assert_eq!(t.token(Some(2)), 50);
         assert_eq!(t.token(Some(3)), 0, "nothing seen from range 3");
-        assert_eq!(t.token(None), 50, "a read of unknown ranges needs everything seen");
+        assert_eq!(
+            t.token(None),
+            50,
+            "a read of unknown ranges needs everything seen"
+        );
         t.observe(None, 60);
-        assert_eq!(t.token(Some(1)), 60, "a revision of an unknown range counts everywhere");
+        assert_eq!(
+            t.token(Some(1)),
+            60,
+            "a revision of an unknown range counts everywhere"
+        );
         assert_eq!(t.token(None), 60);
     }
 

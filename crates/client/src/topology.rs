@@ -134,11 +134,11 @@ impl Topology {
 /// replica may serve goes to the replicas by measured round trip (`rtt`, unmeasured last, then
 /// by address), the leader among them, so the nearest one answers and the others are the
 /// failover order. Pure, for tests.
-pub fn order_targets<'a>(
-    route: &'a RangeRoute,
+pub fn order_targets(
+    route: &RangeRoute,
     follower_ok: bool,
     rtt: impl Fn(&str) -> Option<Duration>,
-) -> Vec<&'a str> {
+) -> Vec<&str> {
     if !follower_ok {
         return route.leader_addr.as_deref().into_iter().collect();
     }
@@ -269,6 +269,9 @@ mod tests {
         // A leader not listed among the replicas (a stale view) is still tried, last.
         let mut odd = r.clone();
         odd.replica_addrs.retain(|a| a != "127.0.0.1:4001");
-        assert_eq!(order_targets(&odd, true, |_| None).last(), Some(&"127.0.0.1:4001"));
+        assert_eq!(
+            order_targets(&odd, true, |_| None).last(),
+            Some(&"127.0.0.1:4001")
+        );
     }
 }

@@ -128,10 +128,13 @@ pub(crate) struct LeaderSnapshot {
     pub quorum_acked: Option<Instant>,
 }
 
+/// A follower's last echoes, each with when its reply arrived (leader's clock), oldest first.
+type EchoLog = VecDeque<(Instant, Echo)>;
+
 /// The leader side: the last echoes of each (group, follower).
 #[derive(Default)]
 pub(crate) struct LeaderEchoes<G> {
-    echoes: parking_lot::Mutex<HashMap<(G, u64), VecDeque<(Instant, Echo)>>>,
+    echoes: parking_lot::Mutex<HashMap<(G, u64), EchoLog>>,
 }
 
 impl<G: std::hash::Hash + Eq + Copy> LeaderEchoes<G> {
@@ -160,7 +163,7 @@ impl<G: std::hash::Hash + Eq + Copy> LeaderEchoes<G> {
     }
 }
 
-fn proof_from(echoes: &VecDeque<(Instant, Echo)>, s: &LeaderSnapshot) -> Option<Proof> {
+fn proof_from(echoes: &EchoLog, s: &LeaderSnapshot) -> Option<Proof> {
     if s.state != ServerState::Leader {
         return None;
     }

@@ -88,9 +88,7 @@ async fn an_isolated_follower_never_serves_a_stale_bounded_read() {
     c.wait_converged(T).await.unwrap();
     let f = c.node(follower);
     wait_until("the follower to prove a bound", T, || async {
-        f.group(group)
-            .and_then(|g| g.staleness_bound())
-            .is_some()
+        f.group(group).and_then(|g| g.staleness_bound()).is_some()
     })
     .await
     .unwrap();
@@ -168,7 +166,11 @@ async fn session_tokens_read_your_writes_at_a_lagging_follower() {
             let mut by_follower = true;
             for consistency in [bounded(60_000), Consistency::Local] {
                 let r = read(&f, "k", consistency, rev).await.unwrap();
-                assert_eq!(value(&r), Some(v.clone()), "read {i} ({consistency}) with token {rev}");
+                assert_eq!(
+                    value(&r),
+                    Some(v.clone()),
+                    "read {i} ({consistency}) with token {rev}"
+                );
                 assert!(r.resp.revision >= rev);
                 by_follower &= r.staleness_ms != Some(0);
             }

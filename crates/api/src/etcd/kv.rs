@@ -142,7 +142,11 @@ fn asked_consistency<T>(req: &Request<T>) -> Result<Option<Consistency>, Meridia
 }
 
 fn asked_min_revision<T>(req: &Request<T>) -> Result<u64, MeridianError> {
-    match req.metadata().get(MIN_REVISION_METADATA).map(|v| v.to_str()) {
+    match req
+        .metadata()
+        .get(MIN_REVISION_METADATA)
+        .map(|v| v.to_str())
+    {
         None => Ok(0),
         Some(Ok(s)) => s.parse().map_err(|_| {
             MeridianError::invalid(format!(
