@@ -28,10 +28,24 @@ pub enum Event {
     Unknown { id: u64, at_ms: u64, why: String },
 }
 
+/// A `bounded:<ms>` read that was answered (kept apart from the events: it is not linearizable,
+/// and is checked against its own bound by `invariants::bounded_staleness`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BoundedRead {
+    pub key: String,
+    pub bound_ms: u64,
+    pub invoked_ms: u64,
+    /// `mod_revision` of the answer; `None` when the key was absent.
+    pub mod_revision: Option<u64>,
+    /// The staleness bound the answer reported.
+    pub staleness_ms: u64,
+}
+
 #[derive(Clone, Default)]
 pub struct History {
     events: Arc<Mutex<Vec<Event>>>,
     next_id: Arc<Mutex<u64>>,
+    bounded: Arc<Mutex<Vec<BoundedRead>>>,
 }
 
 fn now_ms() -> u64 {
@@ -74,6 +88,19 @@ impl History {
 
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().clone()
+    }
+
+    /// The simulation's clock now, in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    pub fn bounded_read(&self, r: BoundedRead) {
+        self.bounded.lock().push(r);
+    }
+
+    pub fn bounded_reads(&self) -> Vec<BoundedRead> {
+        self.bounded.lock().clone()
     }
 }
 

@@ -35,12 +35,14 @@ struct Args {
 
 fn print_outcome(o: &Outcome, secs: f64) {
     println!(
-        "seed {}: {} nodes, {} ops ({} answered, {} unknown), faults {:?}, {} simulated ms in {secs:.1}s, trace {:016x}{}",
+        "seed {}: {} nodes, {} ops ({} answered, {} unknown), {} bounded reads ({} by followers), faults {:?}, {} simulated ms in {secs:.1}s, trace {:016x}{}",
         o.seed,
         o.nodes,
         o.ops,
         o.acked,
         o.unknown,
+        o.bounded_reads,
+        o.bounded_by_followers,
         o.faults,
         o.sim_ms,
         o.trace_hash,

@@ -72,6 +72,9 @@ pub struct Outcome {
     pub syncs: u64,
     /// Every fault with its simulated time, for reading a failure.
     pub fault_log: Vec<String>,
+    /// `bounded` reads answered, and how many of them a follower served (staleness > 0).
+    pub bounded_reads: usize,
+    pub bounded_by_followers: usize,
 }
 
 impl Outcome {
@@ -378,6 +381,51 @@ async fn client(plan: Plan, j: u64, history: History, until: Duration) -> turmoi
     Ok(())
 }
 
+/// A reader of `bounded:<ms>` scans of one key through random nodes, recorded apart from the
+/// history (see `invariants::bounded_staleness`). Its own random stream, so the other clients'
+/// draws are unchanged.
+async fn bounded_reader(plan: Plan, history: History, until: Duration) -> turmoil::Result {
+    let mut rng = SmallRng::seed_from_u64(plan.seed ^ 0xb0_0d_ed);
+    tokio::time::sleep(WARMUP).await;
+    while turmoil::sim_elapsed().unwrap_or_default() < until {
+        let key = format!("k{}", rng.random_range(0..plan.keys));
+        let node = host(rng.random_range(1..=plan.nodes));
+        let bound_ms = [50u64, 300, 1000, 5000][rng.random_range(0..4)];
+        let invoked_ms = history.now_ms();
+        // A scan of the key's prefix (keys are k0..k9, so it is the key alone): it answers an
+        // absent key with a staleness too, where a get answers 404.
+        let path = format!("/v1/kv?prefix={key}&limit=1&consistency=bounded:{bound_ms}");
+        if let Ok(r) =
+            crate::http::request(&node, "GET", &path, vec![], Duration::from_secs(5)).await
+            && r.status == 200
+        {
+            let kv = r
+                .body
+                .get("kvs")
+                .and_then(|k| k.as_array())
+                .and_then(|a| a.first());
+            match json_u64(&r.body, "staleness_ms") {
+                Some(staleness_ms) => history.bounded_read(crate::history::BoundedRead {
+                    key,
+                    bound_ms,
+                    invoked_ms,
+                    mod_revision: kv.and_then(|kv| json_u64(kv, "mod_revision")),
+                    staleness_ms,
+                }),
+                None => {
+                    return Err(format!(
+                        "a bounded read answered without staleness_ms: {}",
+                        r.body
+                    )
+                    .into());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
+    }
+    Ok(())
+}
+
 /// After the heal: every key must be answered by every node (linearizable reads, recorded in
 /// the history like any other read).
 async fn final_reader(plan: Plan, history: History, give_up: Duration) -> turmoil::Result {
@@ -470,6 +518,10 @@ pub fn run_plan(plan: Plan) -> Outcome {
     for j in 1..=plan.clients {
         let (p, h) = (plan.clone(), history.clone());
         sim.client(format!("c{j}"), client(p, j, h, safety_end));
+    }
+    {
+        let (p, h) = (plan.clone(), history.clone());
+        sim.client("bounded", bounded_reader(p, h, safety_end));
     }
 
     let mut out = Outcome {
@@ -578,6 +630,12 @@ pub fn run_plan(plan: Plan) -> Outcome {
         .extend(invariants::no_lost_writes::check(&events));
     out.violations
         .extend(invariants::revisions::check(&events, map.as_ref()));
+    let bounded = history.bounded_reads();
+    out.violations
+        .extend(invariants::bounded_staleness::check(&events, &bounded));
+    out.bounded_reads = bounded.len();
+    out.bounded_by_followers = bounded.iter().filter(|r| r.staleness_ms > 0).count();
+    format!("{bounded:?}").hash(&mut trace);
     format!("{events:?}").hash(&mut trace);
     if let Ok(path) = std::env::var("MERIDIAN_SIM_DUMP") {
         let text: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();

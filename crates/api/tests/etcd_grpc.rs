@@ -155,6 +155,30 @@ async fn put_get_prefix_delete() -> anyhow::Result<()> {
         api.seen.lock().consistencies.last(),
         Some(&Consistency::Local)
     );
+    // A bounded read asked through metadata, with a session token; the answer says how stale.
+    let mut req = tonic::Request::new(get("app/a"));
+    req.metadata_mut()
+        .insert("meridian-consistency", "bounded:5000".parse()?);
+    req.metadata_mut()
+        .insert("meridian-min-revision", "2".parse()?);
+    let resp = kv.range(req).await?;
+    assert_eq!(
+        resp.metadata()
+            .get("meridian-staleness-ms")
+            .and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
+    assert_eq!(
+        api.seen.lock().consistencies.last(),
+        Some(&Consistency::Bounded(std::time::Duration::from_secs(5)))
+    );
+    let mut bad = tonic::Request::new(get("app/a"));
+    bad.metadata_mut()
+        .insert("meridian-min-revision", "soon".parse()?);
+    assert_eq!(
+        kv.range(bad).await.expect_err("a bad token").code(),
+        tonic::Code::InvalidArgument
+    );
 
     let resp = kv
         .delete_range(pb::DeleteRangeRequest {
@@ -175,7 +199,7 @@ async fn put_get_prefix_delete() -> anyhow::Result<()> {
     assert_eq!(
         ops[5..],
         [
-            "get", "scan", "scan", "scan", "scan", "scan", "get", "delete", "scan"
+            "get", "scan", "scan", "scan", "scan", "scan", "get", "get", "get", "delete", "scan"
         ]
     );
     Ok(())

@@ -28,7 +28,7 @@ async fn put_then_get_round_trips() {
     assert_eq!(
         r.json(),
         json!({"key": "greeting", "value": "hello", "create_revision": 1, "mod_revision": 1,
-               "version": 1, "lease": 0, "revision": 1})
+               "version": 1, "lease": 0, "revision": 1, "staleness_ms": 0})
     );
     assert_eq!(
         api.seen.lock().consistencies,
@@ -120,18 +120,48 @@ async fn read_options_reach_the_node() {
         200
     );
     assert_eq!(get(&app, "/v1/kv/k?consistency=lease").await.status, 200);
+    let r = get(&app, "/v1/kv/k?consistency=bounded:5000&min_revision=1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["staleness_ms"], 0);
+    assert_eq!(
+        r.headers
+            .get("meridian-staleness-ms")
+            .and_then(|v| v.to_str().ok()),
+        Some("0")
+    );
+    assert_eq!(
+        get(&app, "/v1/kv?prefix=k&consistency=bounded:2s")
+            .await
+            .status,
+        200
+    );
     {
         let seen = api.seen.lock();
         assert_eq!(
             seen.consistencies,
-            vec![Consistency::Local, Consistency::Lease]
+            vec![
+                Consistency::Local,
+                Consistency::Lease,
+                Consistency::Bounded(std::time::Duration::from_secs(5)),
+                Consistency::Bounded(std::time::Duration::from_secs(2)),
+            ]
         );
         assert_eq!(seen.last_range.as_ref().map(|r| r.revision), Some(0));
     }
     get(&app, "/v1/kv/k?revision=99")
         .await
         .assert_error(400, "future_revision");
-    get(&app, "/v1/kv/k?consistency=eventual")
+    for bad in ["eventual", "bounded:", "bounded:soon", "bounded:-5"] {
+        let r = get(&app, &format!("/v1/kv/k?consistency={bad}")).await;
+        r.assert_error(400, "invalid_argument");
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("bounded:")),
+            "{bad}: the error lists the accepted forms"
+        );
+    }
+    get(&app, "/v1/kv/k?min_revision=x")
         .await
         .assert_error(400, "invalid_argument");
     get(&app, "/v1/kv/k?revision=abc")
@@ -223,7 +253,7 @@ async fn scan_pages_through_a_prefix() {
     let j = get(&app, "/v1/kv?prefix=s/&after=s/9").await.json();
     assert_eq!(
         j,
-        json!({"kvs": [], "more": false, "count": 0, "revision": 8})
+        json!({"kvs": [], "more": false, "count": 0, "revision": 8, "staleness_ms": 0})
     );
 }
 

@@ -10,7 +10,7 @@ mod keys;
 mod summary;
 mod worker;
 
-use crate::kv_cmd::{ConsistencyArg, Output};
+use crate::kv_cmd::{Output, parse_consistency};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use keys::{check_key_space, key_of, make_value};
@@ -66,9 +66,9 @@ pub struct BenchArgs {
     /// Distinct keys [default: --total for put, 1000 for get and mixed].
     #[arg(long)]
     keys: Option<u64>,
-    /// Consistency of reads.
-    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
-    consistency: ConsistencyArg,
+    /// Consistency of reads: linearizable, lease, bounded:<ms>, local.
+    #[arg(long, value_parser = parse_consistency, default_value = "linearizable")]
+    consistency: Consistency,
     /// Share of reads in a mixed run, from 0 to 1.
     #[arg(long, default_value_t = 0.9)]
     read_ratio: f64,
@@ -109,7 +109,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
     check_key_space(keys, args.key_size)?;
     let endpoints = meridian_client::parse_endpoints(&args.endpoints)?;
-    let consistency = Consistency::from(args.consistency);
+    let consistency = args.consistency;
     let show_progress = args.output == Output::Text && std::io::stdout().is_terminal();
     let value = make_value(args.value_size, &mut rand::rngs::StdRng::from_os_rng());
 
@@ -149,7 +149,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         op: args.op.as_str(),
         clients: args.clients,
         conns: pool.len(),
-        consistency: consistency.as_str(),
+        consistency: consistency.to_string(),
         key_size: args.key_size,
         value_size: args.value_size,
         keys,

@@ -37,8 +37,9 @@ enum KvCmd {
     /// Print the value of a key.
     Get {
         key: String,
-        #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
-        consistency: ConsistencyArg,
+        /// linearizable, lease, bounded:<ms> (or bounded:<n>s), local or serializable.
+        #[arg(long, value_parser = parse_consistency, default_value = "linearizable")]
+        consistency: Consistency,
     },
     /// Write a value (read from stdin when VALUE is left out); prints the revision.
     Put { key: String, value: Option<String> },
@@ -60,8 +61,9 @@ enum KvCmd {
         /// Start after this key (exclusive).
         #[arg(long)]
         after: Option<String>,
-        #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
-        consistency: ConsistencyArg,
+        /// linearizable, lease, bounded:<ms> (or bounded:<n>s), local or serializable.
+        #[arg(long, value_parser = parse_consistency, default_value = "linearizable")]
+        consistency: Consistency,
     },
     /// Compare-and-set: write NEW only if KEY holds OLD (--expect) or does not exist
     /// (--expect-absent). Prints `ok` (exit 0) or `failed` (exit 1).
@@ -85,25 +87,10 @@ pub enum Output {
     Json,
 }
 
-/// `--consistency` of reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ConsistencyArg {
-    /// The range leader confirms it still leads, then serves.
-    Linearizable,
-    /// The range leader serves within its lease.
-    Lease,
-    /// The nearest replica serves what it has.
-    Local,
-}
-
-impl From<ConsistencyArg> for Consistency {
-    fn from(c: ConsistencyArg) -> Self {
-        match c {
-            ConsistencyArg::Linearizable => Consistency::Linearizable,
-            ConsistencyArg::Lease => Consistency::Lease,
-            ConsistencyArg::Local => Consistency::Local,
-        }
-    }
+/// Parses `--consistency`: linearizable, lease, bounded:<ms> (or bounded:<n>ms, bounded:<n>s),
+/// local or serializable.
+pub fn parse_consistency(s: &str) -> Result<Consistency, String> {
+    s.parse::<Consistency>().map_err(|e| e.to_string())
 }
 
 /// `get --output json`: the HTTP API's shape, the key's fields then the read's revision.
@@ -112,6 +99,9 @@ struct GetJson<'a> {
     #[serde(flatten)]
     kv: &'a KeyValue,
     revision: u64,
+    /// The most the answer may miss (ms), when the server said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staleness_ms: Option<u64>,
 }
 
 /// `scan --output json`, like `GET /v1/kv?prefix=`; `count` is the number of keys printed.
@@ -127,7 +117,7 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
     let client = Client::connect(args.endpoints)?;
     let out = args.output;
     match args.cmd {
-        KvCmd::Get { key, consistency } => get(&client, out, &key, consistency.into()).await,
+        KvCmd::Get { key, consistency } => get(&client, out, &key, consistency).await,
         KvCmd::Put { key, value } => {
             let value = match value {
                 Some(v) => v.into_bytes(),
@@ -161,7 +151,7 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
             let opts = ScanOptions {
                 prefix: prefix.into_bytes(),
                 after: after.map(String::into_bytes),
-                consistency: consistency.into(),
+                consistency,
                 ..Default::default()
             };
             scan(&client, out, opts, limit).await
@@ -214,6 +204,7 @@ async fn get(
             let j = GetJson {
                 kv: &kv,
                 revision: r.revision,
+                staleness_ms: r.staleness_ms,
             };
             writeln!(stdout, "{}", serde_json::to_string(&j)?)?;
         }

@@ -2,20 +2,24 @@
 //! across endpoints.
 
 use crate::config::{ClientConfig, RESPONSE_BYTES_MAX};
-use crate::consistency::{CONSISTENCY_METADATA, Consistency};
-use crate::endpoint::{lazy_channel, parse_endpoints};
+use crate::consistency::{
+    CONSISTENCY_METADATA, Consistency, MIN_REVISION_METADATA, STALENESS_METADATA,
+};
+use crate::endpoint::{lazy_channel, parse_endpoint, parse_endpoints};
 use crate::error::{ClientError, Idempotence};
 use crate::key_value::KeyValue;
 use crate::keys::{prefix_range_end, scan_bounds};
 use crate::results::{CasResult, DeleteResult, GetResult, PutResult, ScanOptions, ScanPage};
-use crate::topology::Topology;
+use crate::routing::Routing;
+use crate::topology::{Topology, order_targets};
 use meridian_node::ClusterView;
 use meridian_proto::etcd::etcdserverpb as pb;
 use meridian_proto::etcd::etcdserverpb::kv_client::KvClient;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -27,12 +31,20 @@ pub const IDEMPOTENCY_METADATA: &str = "idempotency-key";
 /// Counter making request ids unique within this process.
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// How long a round-trip probe of one node may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A client of a Meridian cluster. Cheap to clone; clones share connections.
 ///
-/// Any node serves any request (it forwards to the range leader), so the client sends each call
-/// to the endpoint that last answered and moves on to the next after a connection error,
-/// `unavailable`-like answers or a timeout (the latter only for calls safe to repeat), at most
-/// [`ClientConfig::attempts_max`] times.
+/// It learns the topology from `GET /v1/cluster` in the background (every
+/// [`crate::TOPOLOGY_REFRESH`] and after failures) and times its round trip to each node. Writes
+/// and linearizable or lease reads go straight to the node leading the key's range; bounded and
+/// local reads to the nearest node holding a replica, with the client's session token for that
+/// range (`min_revision`), so the client always reads its own writes. Until the topology is
+/// known, and when routed nodes fail, any node serves any request (it forwards): the client
+/// sends each call to the endpoint that last answered and moves on to the next after a
+/// connection error, `unavailable`-like answers or a timeout (the latter only for calls safe to
+/// repeat), at most [`ClientConfig::attempts_max`] times.
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -40,7 +52,12 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
+    /// Nodes learned from the topology, by base URL, connected lazily.
+    discovered: Mutex<HashMap<String, Arc<Endpoint>>>,
+    routing: Mutex<Routing>,
+    /// Whether a topology refresh is running (one at a time).
+    refreshing: AtomicBool,
     /// Index of the endpoint that answered last; calls start there.
     preferred_idx: AtomicUsize,
     config: ClientConfig,
@@ -71,11 +88,7 @@ impl Client {
         }
         let endpoints = parse_endpoints(&endpoints)?
             .into_iter()
-            .map(|url| {
-                let channel = lazy_channel(&url, config.connect_timeout)?;
-                let kv = KvClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
-                Ok(Endpoint { url, kv })
-            })
+            .map(|url| new_endpoint(url, &config).map(Arc::new))
             .collect::<Result<Vec<_>, ClientError>>()?;
         // The per-call timeout is applied around each attempt, as for gRPC.
         let http = reqwest::Client::builder()
@@ -85,6 +98,9 @@ impl Client {
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoints,
+                discovered: Mutex::default(),
+                routing: Mutex::default(),
+                refreshing: AtomicBool::new(false),
                 preferred_idx: AtomicUsize::new(0),
                 config,
                 http,
@@ -121,10 +137,11 @@ impl Client {
             serializable: consistency.serializable(),
             ..Default::default()
         };
-        let resp = self.range(req, consistency).await?;
+        let (resp, staleness_ms) = self.range(req, consistency).await?;
         Ok(GetResult {
             revision: header_revision(resp.header.as_ref()),
             kv: resp.kvs.into_iter().next().map(KeyValue::from),
+            staleness_ms,
         })
     }
 
@@ -216,12 +233,13 @@ impl Client {
             serializable: opts.consistency.serializable(),
             ..Default::default()
         };
-        let resp = self.range(req, opts.consistency).await?;
+        let (resp, staleness_ms) = self.range(req, opts.consistency).await?;
         Ok(ScanPage {
             revision: header_revision(resp.header.as_ref()),
             more: resp.more,
             count: u64::try_from(resp.count).unwrap_or(0),
             kvs: resp.kvs.into_iter().map(KeyValue::from).collect(),
+            staleness_ms,
         })
     }
 
@@ -287,18 +305,23 @@ impl Client {
     pub async fn txn(&self, txn: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
         let timeout = self.inner.config.call_timeout;
         let request_id = next_request_id();
-        self.failover(Idempotence::NotIdempotent, |ep| {
-            let mut kv = ep.kv.clone();
-            let req = write_request(txn.clone(), timeout, &request_id);
-            let url = ep.url.clone();
-            async move {
-                kv.txn(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| status_error(&url, &s))
-            }
-        })
-        .await
+        let key = txn_key(&txn).unwrap_or_default();
+        let route = self.route(&key, b"", false);
+        let resp = self
+            .failover_to(Idempotence::NotIdempotent, route.targets, |ep| {
+                let mut kv = ep.kv.clone();
+                let req = write_request(txn.clone(), timeout, &request_id);
+                let url = ep.url.clone();
+                async move {
+                    kv.txn(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| status_error(&url, &s))
+                }
+            })
+            .await?;
+        self.observe(route.range, header_revision(resp.header.as_ref()));
+        Ok(resp)
     }
 
     /// The cluster map (nodes, ranges, leaders) as the first endpoint that answers knows it,
@@ -318,24 +341,155 @@ impl Client {
         Ok(Topology::from_view(&self.cluster_view().await?))
     }
 
+    /// Fetches the topology and times a round trip to each node now, rather than in the
+    /// background; the calls that follow are routed by it.
+    pub async fn refresh_topology(&self) -> Result<(), ClientError> {
+        let t = self.topology().await?;
+        let probes = t.node_addrs().into_iter().map(|addr| {
+            let http = self.inner.http.clone();
+            let addr = addr.to_owned();
+            async move {
+                let url = parse_endpoint(&addr).ok()?;
+                let started = tokio::time::Instant::now();
+                let probe = http.get(format!("{url}/healthz")).send();
+                match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                    Ok(Ok(_)) => Some((addr, started.elapsed())),
+                    _ => None,
+                }
+            }
+        });
+        let rtts = futures::future::join_all(probes).await;
+        let mut r = self.routing();
+        for (addr, rtt) in rtts.into_iter().flatten() {
+            r.record_rtt(&addr, rtt);
+        }
+        r.set_topology(t, tokio::time::Instant::now());
+        Ok(())
+    }
+
+    /// The topology the client routes by, if it has learned one.
+    pub fn cached_topology(&self) -> Option<Arc<Topology>> {
+        self.routing().topology.clone()
+    }
+
+    /// The session token the client sends with a bounded or local read of `key`: the highest
+    /// revision it has seen from the key's range.
+    pub fn session_token(&self, key: impl AsRef<[u8]>) -> u64 {
+        let r = self.routing();
+        let range = r.range(key.as_ref(), b"").map(|x| x.id);
+        r.tokens.token(range)
+    }
+
+    fn routing(&self) -> MutexGuard<'_, Routing> {
+        self.inner
+            .routing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a background topology refresh if one is due and none is running.
+    fn refresh_if_due(&self) {
+        if !self.routing().needs_refresh(tokio::time::Instant::now()) {
+            return;
+        }
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner.refreshing.store(false, Ordering::Release);
+            return;
+        };
+        let client = self.clone();
+        rt.spawn(async move {
+            if let Err(e) = client.refresh_topology().await {
+                tracing::debug!(error = %e, "topology refresh failed");
+                // Try again at the next call, not at once.
+                client.routing().fetched_at = Some(tokio::time::Instant::now());
+                client.routing().dirty = false;
+            }
+            client.inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Where to send a call on `[key, range_end)`: the targets best first (the leader, or for
+    /// `follower_ok` the nearest replicas), the range and the session token for it.
+    fn route(&self, key: &[u8], range_end: &[u8], follower_ok: bool) -> Route {
+        self.refresh_if_due();
+        let (addrs, range, token) = {
+            let r = self.routing();
+            let route = r.range(key, range_end);
+            let addrs: Vec<String> = route
+                .as_ref()
+                .map(|route| {
+                    order_targets(route, follower_ok, |a| r.rtt.get(a).copied())
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let range = route.map(|x| x.id);
+            (addrs, range, r.tokens.token(range))
+        };
+        let targets = addrs.iter().filter_map(|a| self.endpoint_for(a)).collect();
+        Route {
+            targets,
+            range,
+            token,
+        }
+    }
+
+    /// The endpoint of a node address from the topology, connecting lazily.
+    fn endpoint_for(&self, addr: &str) -> Option<Arc<Endpoint>> {
+        let url = parse_endpoint(addr).ok()?;
+        if let Some(ep) = self.inner.endpoints.iter().find(|e| e.url == url) {
+            return Some(ep.clone());
+        }
+        let mut found = self
+            .inner
+            .discovered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ep) = found.get(&url) {
+            return Some(ep.clone());
+        }
+        let ep = Arc::new(new_endpoint(url.clone(), &self.inner.config).ok()?);
+        found.insert(url, ep.clone());
+        Some(ep)
+    }
+
+    /// Records a revision seen from `range` in the session tokens.
+    fn observe(&self, range: Option<u64>, revision: u64) {
+        if revision > 0 {
+            self.routing().tokens.observe(range, revision);
+        }
+    }
+
     async fn range(
         &self,
         req: pb::RangeRequest,
         consistency: Consistency,
-    ) -> Result<pb::RangeResponse, ClientError> {
+    ) -> Result<(pb::RangeResponse, Option<u64>), ClientError> {
         let timeout = self.inner.config.call_timeout;
-        self.failover(Idempotence::Idempotent, |ep| {
-            let mut kv = ep.kv.clone();
-            let req = read_request(req.clone(), timeout, consistency);
-            let url = ep.url.clone();
-            async move {
-                kv.range(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| status_error(&url, &s))
-            }
-        })
-        .await
+        let route = self.route(&req.key, &req.range_end, consistency.follower_may_serve());
+        let token = consistency.follower_may_serve().then_some(route.token);
+        let (resp, staleness_ms) = self
+            .failover_to(Idempotence::Idempotent, route.targets, |ep| {
+                let mut kv = ep.kv.clone();
+                let req = read_request(req.clone(), timeout, consistency, token);
+                let url = ep.url.clone();
+                async move {
+                    let resp = kv.range(req).await.map_err(|s| status_error(&url, &s))?;
+                    let staleness_ms = resp
+                        .metadata()
+                        .get(STALENESS_METADATA)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    Ok((resp.into_inner(), staleness_ms))
+                }
+            })
+            .await?;
+        self.observe(route.range, header_revision(resp.header.as_ref()));
+        Ok((resp, staleness_ms))
     }
 
     async fn put_request(
@@ -345,25 +499,30 @@ impl Client {
     ) -> Result<pb::PutResponse, ClientError> {
         let timeout = self.inner.config.call_timeout;
         let request_id = next_request_id();
-        self.failover(idempotence, |ep| {
-            let mut kv = ep.kv.clone();
-            let req = write_request(put.clone(), timeout, &request_id);
-            let url = ep.url.clone();
-            async move {
-                kv.put(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| status_error(&url, &s))
-            }
-        })
-        .await
+        let route = self.route(&put.key, b"", false);
+        let resp = self
+            .failover_to(idempotence, route.targets, |ep| {
+                let mut kv = ep.kv.clone();
+                let req = write_request(put.clone(), timeout, &request_id);
+                let url = ep.url.clone();
+                async move {
+                    kv.put(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| status_error(&url, &s))
+                }
+            })
+            .await?;
+        self.observe(route.range, header_revision(resp.header.as_ref()));
+        Ok(resp)
     }
 
     async fn delete_range(&self, del: pb::DeleteRangeRequest) -> Result<DeleteResult, ClientError> {
         let timeout = self.inner.config.call_timeout;
         let request_id = next_request_id();
+        let route = self.route(&del.key, &del.range_end, false);
         let resp = self
-            .failover(Idempotence::Idempotent, |ep| {
+            .failover_to(Idempotence::Idempotent, route.targets, |ep| {
                 let mut kv = ep.kv.clone();
                 let req = write_request(del.clone(), timeout, &request_id);
                 let url = ep.url.clone();
@@ -375,6 +534,7 @@ impl Client {
                 }
             })
             .await?;
+        self.observe(route.range, header_revision(resp.header.as_ref()));
         Ok(DeleteResult {
             deleted: u64::try_from(resp.deleted).unwrap_or(0),
             revision: header_revision(resp.header.as_ref()),
@@ -386,6 +546,21 @@ impl Client {
     async fn failover<T, F, Fut>(
         &self,
         idempotence: Idempotence,
+        attempt: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(&Endpoint) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.failover_to(idempotence, Vec::new(), attempt).await
+    }
+
+    /// [`Client::failover`], trying `first` (routed targets, best first) before the configured
+    /// endpoints. A failed routed target marks the topology for a refresh.
+    async fn failover_to<T, F, Fut>(
+        &self,
+        idempotence: Idempotence,
+        first: Vec<Arc<Endpoint>>,
         mut attempt: F,
     ) -> Result<T, ClientError>
     where
@@ -393,8 +568,17 @@ impl Client {
         Fut: Future<Output = Result<T, ClientError>>,
     {
         let inner = &*self.inner;
-        let n = inner.endpoints.len();
         let start = inner.preferred_idx.load(Ordering::Relaxed);
+        let n_routed = first.len();
+        let mut order = first;
+        let configured = inner.endpoints.len();
+        for i in 0..configured {
+            let ep = &inner.endpoints[(start + i) % configured];
+            if !order.iter().any(|o| o.url == ep.url) {
+                order.push(ep.clone());
+            }
+        }
+        let n = order.len();
         let timeout = inner.config.call_timeout;
         let mut last = None;
         for i in 0..inner.config.attempts_max {
@@ -402,11 +586,12 @@ impl Client {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
-            let idx = (start + i as usize) % n;
-            let ep = &inner.endpoints[idx];
+            let ep = &order[i as usize % n];
             let err = match tokio::time::timeout(timeout, attempt(ep)).await {
                 Ok(Ok(value)) => {
-                    inner.preferred_idx.store(idx, Ordering::Relaxed);
+                    if let Some(idx) = inner.endpoints.iter().position(|e| e.url == ep.url) {
+                        inner.preferred_idx.store(idx, Ordering::Relaxed);
+                    }
                     return Ok(value);
                 }
                 Ok(Err(e)) => e,
@@ -415,6 +600,9 @@ impl Client {
                     timeout_ms: millis(timeout),
                 },
             };
+            if (i as usize % n) < n_routed {
+                self.routing().dirty = true;
+            }
             if !err.should_failover(idempotence) {
                 return Err(err);
             }
@@ -430,13 +618,55 @@ impl Client {
     }
 }
 
-/// A read request with its deadline and, for `lease`, the consistency etcd cannot say.
-fn read_request<T>(msg: T, timeout: Duration, consistency: Consistency) -> tonic::Request<T> {
+/// Where one call goes.
+struct Route {
+    targets: Vec<Arc<Endpoint>>,
+    range: Option<u64>,
+    token: u64,
+}
+
+fn new_endpoint(url: String, config: &ClientConfig) -> Result<Endpoint, ClientError> {
+    let channel = lazy_channel(&url, config.connect_timeout)?;
+    let kv = KvClient::new(channel).max_decoding_message_size(RESPONSE_BYTES_MAX);
+    Ok(Endpoint { url, kv })
+}
+
+/// The key a transaction is routed by: its first compare's or operation's.
+fn txn_key(t: &pb::TxnRequest) -> Option<Vec<u8>> {
+    if let Some(c) = t.compare.first() {
+        return Some(c.key.clone());
+    }
+    use pb::request_op::Request as R;
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .find_map(|op| match op.request.as_ref()? {
+            R::RequestRange(r) => Some(r.key.clone()),
+            R::RequestPut(p) => Some(p.key.clone()),
+            R::RequestDeleteRange(d) => Some(d.key.clone()),
+            R::RequestTxn(t) => txn_key(t),
+        })
+}
+
+/// A read request with its deadline, the consistency etcd cannot say (`lease`, `bounded`) and,
+/// for follower reads, the session token.
+fn read_request<T>(
+    msg: T,
+    timeout: Duration,
+    consistency: Consistency,
+    min_revision: Option<u64>,
+) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     req.set_timeout(timeout);
-    if consistency == Consistency::Lease {
+    if let Some(v) = consistency
+        .metadata()
+        .and_then(|c| MetadataValue::try_from(c.as_str()).ok())
+    {
+        req.metadata_mut().insert(CONSISTENCY_METADATA, v);
+    }
+    if let Some(t) = min_revision.filter(|t| *t > 0) {
         req.metadata_mut()
-            .insert(CONSISTENCY_METADATA, MetadataValue::from_static("lease"));
+            .insert(MIN_REVISION_METADATA, MetadataValue::from(t));
     }
     req
 }

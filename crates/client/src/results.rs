@@ -11,6 +11,9 @@ pub struct GetResult {
     pub kv: Option<KeyValue>,
     /// The revision the read saw.
     pub revision: u64,
+    /// The most the answer may miss, in milliseconds, as the server reported it (0 when the
+    /// leader served it; `None` when not reported, e.g. a `local` read without a bound).
+    pub staleness_ms: Option<u64>,
 }
 
 /// A write of one key.
@@ -47,6 +50,8 @@ pub struct ScanPage {
     /// How many keys match from the start of the page on, including those not returned.
     pub count: u64,
     pub revision: u64,
+    /// As in [`GetResult::staleness_ms`].
+    pub staleness_ms: Option<u64>,
 }
 
 /// What a scan reads.

@@ -1,6 +1,7 @@
 //! [`RaftGroup`]: one Raft group on this node, the only face of openraft the rest of Meridian
 //! sees.
 
+use crate::freshness::{Echo, FollowerFreshness, LeaderSnapshot, Proof};
 use crate::log_store::GroupLogStore;
 use crate::network::{M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_VOTE, NetFactory, RaftRouter};
 use crate::state_machine::GroupStateMachine;
@@ -77,6 +78,8 @@ pub struct RaftGroup {
     me: NodeId,
     raft: Raft,
     sm: GroupStateMachine,
+    router: RaftRouter,
+    freshness: Arc<FollowerFreshness>,
 }
 
 fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
@@ -119,15 +122,37 @@ impl RaftGroup {
                 format!("open state of group {group}: {e}"),
             )
         })?;
-        let net = NetFactory(GroupNetworkFactory::new(router, group));
+        let net = NetFactory(GroupNetworkFactory::new(router.clone(), group));
         let raft = Raft::new(me.0, config, net, log, sm.clone())
             .await
             .map_err(|e| fatal(group, e))?;
+        let metrics = raft.metrics();
+        router.register(
+            group,
+            Box::new(move || {
+                let m = metrics.borrow_watched();
+                LeaderSnapshot {
+                    state: m.state,
+                    current_term: m.current_term,
+                    committed: m
+                        .local_committed
+                        .map(|c| (c.committed_leader_id().term, c.index())),
+                    // openraft's instant wraps tokio's; read `now` first so the converted time
+                    // can only come out earlier than the real one (the safe side).
+                    quorum_acked: m.last_quorum_acked.and_then(|t| {
+                        let now = tokio::time::Instant::now();
+                        now.checked_sub(openraft::Instant::elapsed(&t.into_inner()))
+                    }),
+                }
+            }),
+        );
         Ok(Self {
             group,
             me,
             raft,
             sm,
+            router,
+            freshness: Arc::new(FollowerFreshness::new(meridian_types::rng::next_u64())),
         })
     }
 
@@ -204,6 +229,35 @@ impl RaftGroup {
     /// Reads the applied state. The closure runs under a lock: keep it short, never block.
     pub fn read<R>(&self, f: impl FnOnce(&GroupState) -> R) -> R {
         f(&self.sm.data.read().state)
+    }
+
+    /// How far behind the latest acknowledged write this replica's applied state may be, proven
+    /// from the leader's freshness proofs (see `freshness.rs`); `None` when it cannot say (no
+    /// recent contact with a leader, or not yet applied up to a proven commit index). Meant for
+    /// followers: a leader serves fresh reads through [`RaftGroup::read_barrier`].
+    pub fn staleness_bound(&self) -> Option<std::time::Duration> {
+        let applied = self
+            .sm
+            .data
+            .read()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        self.freshness.staleness(applied)
+    }
+
+    /// Reads the applied state like [`RaftGroup::read`], and reports how stale what was read may
+    /// be ([`RaftGroup::staleness_bound`] for the applied index the closure saw, measured after it
+    /// ran).
+    pub fn read_with_staleness<R>(
+        &self,
+        f: impl FnOnce(&GroupState) -> R,
+    ) -> (R, Option<std::time::Duration>) {
+        let (r, applied) = {
+            let d = self.sm.data.read();
+            (f(&d.state), d.last_applied.map(|l| l.index).unwrap_or(0))
+        };
+        (r, self.freshness.staleness(applied))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -294,11 +348,17 @@ impl RaftGroup {
         }
         match method {
             M_APPEND => {
-                let req: AppendEntriesRequest<TypeConfig> = dec(method, payload)?;
+                let (req, proof): (AppendEntriesRequest<TypeConfig>, Option<Proof>) =
+                    dec(method, payload)?;
+                let echo: Echo = self.freshness.echo();
+                if let Some(p) = proof {
+                    self.freshness.record(p);
+                }
                 enc(self
                     .raft
                     .append_entries(req)
                     .await
+                    .map(|resp| (resp, echo))
                     .map_err(|e| e.to_string()))
             }
             M_VOTE => {
@@ -327,6 +387,7 @@ impl RaftGroup {
 
     /// Stops the group's tasks. Its data stays on disk.
     pub async fn shutdown(&self) {
+        self.router.unregister(self.group);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(group_id = self.group.0, node_id = self.me.0, error = %e, "raft shutdown");
         }

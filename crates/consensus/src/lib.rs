@@ -7,6 +7,7 @@
 //! rest of Meridian sees [`RaftGroup`] and plain Meridian types. This crate does not know keys,
 //! ranges or client protocols.
 
+mod freshness;
 mod group;
 mod log_store;
 mod network;

@@ -1,6 +1,7 @@
 //! Raft messages of every group over the node's one transport: each message is an envelope
 //! naming its group, encoded with postcard.
 
+use crate::freshness::{Echo, LeaderEchoes, LeaderSnapshot, Proof};
 use crate::typ::{Snapshot, TypeConfig, Vote};
 use meridian_transport::{Envelope, Transport, TransportError};
 use meridian_types::{ClusterId, GroupId, NodeId};
@@ -13,10 +14,14 @@ use openraft::raft::{
 use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Reads one consistent snapshot of a group's leader metrics.
+pub(crate) type SnapshotFn = Box<dyn Fn() -> LeaderSnapshot + Send + Sync>;
 
 pub(crate) const M_APPEND: &str = "raft.append";
 pub(crate) const M_VOTE: &str = "raft.vote";
@@ -32,6 +37,9 @@ pub struct RaftRouter {
     me: NodeId,
     cluster_id: Arc<AtomicU64>,
     transport: Arc<dyn Transport>,
+    /// Each open group's metrics, for the freshness proofs attached to AppendEntries.
+    snapshots: Arc<parking_lot::RwLock<HashMap<GroupId, SnapshotFn>>>,
+    echoes: Arc<LeaderEchoes<GroupId>>,
 }
 
 impl RaftRouter {
@@ -40,7 +48,23 @@ impl RaftRouter {
             me,
             cluster_id,
             transport,
+            snapshots: Arc::default(),
+            echoes: Arc::default(),
         }
+    }
+
+    pub(crate) fn register(&self, group: GroupId, snapshot: SnapshotFn) {
+        self.snapshots.write().insert(group, snapshot);
+    }
+
+    pub(crate) fn unregister(&self, group: GroupId) {
+        self.snapshots.write().remove(&group);
+        self.echoes.forget_group(group);
+    }
+
+    fn proof_for(&self, group: GroupId, target: u64) -> Option<Proof> {
+        let snap = (self.snapshots.read().get(&group)?)();
+        self.echoes.proof(group, target, &snap)
     }
 
     async fn send<Req: Serialize, Resp: DeserializeOwned>(
@@ -92,8 +116,13 @@ impl GroupRouter<TypeConfig, GroupId> for RaftRouter {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.send(target, group_id, M_APPEND, &rpc, ttl(&option))
-            .await
+        let proof = self.proof_for(group_id, target);
+        let (resp, echo): (AppendEntriesResponse<TypeConfig>, Echo) = self
+            .send(target, group_id, M_APPEND, &(rpc, proof), ttl(&option))
+            .await?;
+        self.echoes
+            .record(group_id, target, tokio::time::Instant::now(), echo);
+        Ok(resp)
     }
 
     async fn vote(

@@ -7,6 +7,14 @@ use meridian_state::{
 };
 use meridian_types::{ErrorCode, MeridianError, RequestId};
 use std::future::Future;
+use std::time::Duration;
+
+/// The forms [`Consistency::parse`] accepts, for error messages.
+pub const CONSISTENCY_FORMS: &str =
+    "linearizable, lease, bounded:<ms> (or bounded:<n>ms, bounded:<n>s), local or serializable";
+
+/// The largest staleness bound a read may ask for (a day): a limit on input, not a promise.
+pub const BOUNDED_STALENESS_MAX: Duration = Duration::from_secs(86_400);
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,22 +24,89 @@ pub enum Consistency {
     Linearizable,
     /// The leader serves within its lease, without a round of confirmation.
     Lease,
+    /// The nearest replica that can prove its state misses no write acknowledged more than this
+    /// long ago serves; otherwise the leader does (with a lease read).
+    Bounded(Duration),
     /// Whatever the nearest replica has (etcd's `serializable`).
     Local,
 }
 
 impl Consistency {
-    /// Parses the `consistency` query parameter.
+    /// Parses the `consistency` query parameter (and the CLI flag, the gRPC metadata).
     pub fn parse(s: &str) -> Result<Self, MeridianError> {
         match s {
             "linearizable" | "" => Ok(Consistency::Linearizable),
             "lease" => Ok(Consistency::Lease),
             "local" | "serializable" => Ok(Consistency::Local),
-            other => Err(MeridianError::invalid(format!(
-                "unknown consistency {other:?}; expected linearizable, lease or local"
-            ))),
+            other => match other.strip_prefix("bounded:") {
+                Some(bound) => parse_bound(bound).map(Consistency::Bounded),
+                None => Err(MeridianError::invalid(format!(
+                    "unknown consistency {other:?}; expected {CONSISTENCY_FORMS}"
+                ))),
+            },
         }
     }
+}
+
+impl std::fmt::Display for Consistency {
+    /// The form [`Consistency::parse`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Consistency::Linearizable => f.write_str("linearizable"),
+            Consistency::Lease => f.write_str("lease"),
+            Consistency::Bounded(d) => write!(f, "bounded:{}", d.as_millis()),
+            Consistency::Local => f.write_str("local"),
+        }
+    }
+}
+
+/// `500`, `500ms` or `5s` as a duration of at most [`BOUNDED_STALENESS_MAX`].
+fn parse_bound(s: &str) -> Result<Duration, MeridianError> {
+    let bad = || {
+        MeridianError::invalid(format!(
+            "bad staleness bound {s:?} in bounded:{s}; expected milliseconds (bounded:5000), \
+             bounded:<n>ms or bounded:<n>s, at most {} s",
+            BOUNDED_STALENESS_MAX.as_secs()
+        ))
+    };
+    let (digits, scale_ms) = if let Some(d) = s.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = s.strip_suffix('s') {
+        (d, 1000)
+    } else {
+        (s, 1)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let ms = n.checked_mul(scale_ms).ok_or_else(bad)?;
+    let d = Duration::from_millis(ms);
+    if d > BOUNDED_STALENESS_MAX {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+/// Options of one read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    pub consistency: Consistency,
+    /// A session token: a replica other than the leader serves only if its range has reached
+    /// this revision (a revision the client saw from this range), so the client reads its own
+    /// writes. 0 means none. Revisions are per range: a token is meaningful for the range it
+    /// came from only.
+    pub min_revision: u64,
+}
+
+/// A read's answer with how fresh it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeRead {
+    pub resp: RangeResponse,
+    /// The most the answer may miss: no write acknowledged more than this many milliseconds
+    /// before the answer is missing from it. 0 for linearizable and lease reads and any read the
+    /// leader served; `None` for a `local` read whose replica could not prove a bound.
+    pub staleness_ms: Option<u64>,
 }
 
 /// Options of one write.
@@ -50,6 +125,22 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
         req: RangeRequest,
         consistency: Consistency,
     ) -> impl Future<Output = Result<RangeResponse, MeridianError>> + Send;
+
+    /// A read with options; also reports how stale the answer may be. The default serves it
+    /// through [`ClientApi::range`] and reports it as fresh (for test doubles).
+    fn range_read(
+        &self,
+        req: RangeRequest,
+        opts: ReadOptions,
+    ) -> impl Future<Output = Result<RangeRead, MeridianError>> + Send {
+        async move {
+            let resp = self.range(req, opts.consistency).await?;
+            Ok(RangeRead {
+                resp,
+                staleness_ms: Some(0),
+            })
+        }
+    }
 
     fn put(
         &self,
@@ -97,4 +188,54 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
 
     /// The Prometheus text exposition of every metric of this node.
     fn metrics_text(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let ok = [
+            ("", Consistency::Linearizable),
+            ("linearizable", Consistency::Linearizable),
+            ("lease", Consistency::Lease),
+            ("local", Consistency::Local),
+            ("serializable", Consistency::Local),
+            ("bounded:5000", Consistency::Bounded(Duration::from_secs(5))),
+            (
+                "bounded:250ms",
+                Consistency::Bounded(Duration::from_millis(250)),
+            ),
+            ("bounded:5s", Consistency::Bounded(Duration::from_secs(5))),
+            ("bounded:0", Consistency::Bounded(Duration::ZERO)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(Consistency::parse(s).ok(), Some(want), "{s}");
+        }
+        for c in [
+            Consistency::Lease,
+            Consistency::Bounded(Duration::from_millis(1500)),
+        ] {
+            assert_eq!(Consistency::parse(&c.to_string()).ok(), Some(c));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_forms_and_lists_the_good_ones() {
+        for s in [
+            "bounded",
+            "bounded:",
+            "bounded:-1",
+            "bounded:1.5s",
+            "bounded:5m",
+            "bounded:99999999999999999999",
+            "bounded:100000s",
+            "strong",
+        ] {
+            let e = Consistency::parse(s).expect_err(s);
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "{s}");
+            assert!(e.message.contains("bounded:"), "{s}: {}", e.message);
+        }
+    }
 }

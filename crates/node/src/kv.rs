@@ -1,7 +1,7 @@
 //! The client API of a node: validation against the limits, key → range routing, scans and
 //! deletes merged across ranges, transactions confined to one range.
 
-use crate::client_api::{ClientApi, Consistency, WriteOptions};
+use crate::client_api::{ClientApi, Consistency, RangeRead, ReadOptions, WriteOptions};
 use crate::messages::*;
 use crate::node::{ADMIN_CALL_TIMEOUT, Node, decode};
 use crate::view::{ClusterView, NodeStatus, NodeView, RangeView};
@@ -174,19 +174,20 @@ impl Node {
         &self,
         group: GroupId,
         req: RangeRequest,
-        consistency: Consistency,
-    ) -> Result<RangeResponse, MeridianError> {
+        opts: ReadOptions,
+    ) -> Result<RangeRead, MeridianError> {
         match self
             .execute(
                 group,
                 GroupOp::Range {
                     req,
-                    consistency: consistency.into(),
+                    consistency: opts.consistency.into(),
+                    min_revision: opts.min_revision,
                 },
             )
             .await?
         {
-            GroupReply::Range(r) => Ok(r),
+            GroupReply::Range { resp, staleness_ms } => Ok(RangeRead { resp, staleness_ms }),
             other => Err(MeridianError::internal(format!(
                 "unexpected reply {other:?}"
             ))),
@@ -219,9 +220,21 @@ fn lossy(b: &[u8]) -> String {
 impl ClientApi for Node {
     async fn range(
         &self,
-        mut req: RangeRequest,
+        req: RangeRequest,
         consistency: Consistency,
     ) -> Result<RangeResponse, MeridianError> {
+        let opts = ReadOptions {
+            consistency,
+            min_revision: 0,
+        };
+        Ok(self.range_read(req, opts).await?.resp)
+    }
+
+    async fn range_read(
+        &self,
+        mut req: RangeRequest,
+        opts: ReadOptions,
+    ) -> Result<RangeRead, MeridianError> {
         self.check_key(&req.key, "key")?;
         self.check_key_size(&req.range_end)?;
         let page = self.limits_ref().scan_page_max as u64;
@@ -239,9 +252,11 @@ impl ClientApi for Node {
             let Some(r) = ranges.first() else {
                 return Err(MeridianError::internal("no range holds the key"));
             };
-            return self.range_one(r.id.group(), req, consistency).await;
+            return self.range_one(r.id.group(), req, opts).await;
         }
         let mut out = RangeResponse::default();
+        // The answer is as stale as its stalest part.
+        let mut staleness_ms = Some(0);
         for r in &ranges {
             let (key, range_end) = clip(&start, &end, r);
             let remaining = req.limit.saturating_sub(out.kvs.len() as u64);
@@ -251,19 +266,17 @@ impl ClientApi for Node {
                 limit: remaining.max(1),
                 ..req.clone()
             };
-            let resp = match self.range_one(r.id.group(), sub.clone(), consistency).await {
+            let part = match self.range_one(r.id.group(), sub.clone(), opts).await {
                 // A revision taken from another range's clock may be ahead of this range's last
                 // write: this range's latest state is its state at that revision.
                 Err(e) if e.code == ErrorCode::FutureRevision => {
-                    self.range_one(
-                        r.id.group(),
-                        RangeRequest { revision: 0, ..sub },
-                        consistency,
-                    )
-                    .await?
+                    self.range_one(r.id.group(), RangeRequest { revision: 0, ..sub }, opts)
+                        .await?
                 }
                 other => other?,
             };
+            staleness_ms = staleness_ms.zip(part.staleness_ms).map(|(a, b)| a.max(b));
+            let resp = part.resp;
             out.count += resp.count;
             out.revision = out.revision.max(resp.revision);
             if remaining > 0 {
@@ -272,7 +285,10 @@ impl ClientApi for Node {
             }
         }
         out.more = !req.count_only && out.count > out.kvs.len() as u64;
-        Ok(out)
+        Ok(RangeRead {
+            resp: out,
+            staleness_ms,
+        })
     }
 
     async fn put(&self, req: PutRequest, opts: WriteOptions) -> Result<PutResponse, MeridianError> {

@@ -17,7 +17,10 @@ pub mod probe;
 mod router;
 mod view;
 
-pub use client_api::{ClientApi, Consistency, WriteOptions};
+pub use client_api::{
+    BOUNDED_STALENESS_MAX, CONSISTENCY_FORMS, ClientApi, Consistency, RangeRead, ReadOptions,
+    WriteOptions,
+};
 pub use config::NodeConfig;
 pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyRow, LatencyTable, RttStats};

@@ -51,6 +51,8 @@ pub enum GroupOp {
     Range {
         req: RangeRequest,
         consistency: WireConsistency,
+        /// A session token: a replica other than the leader serves only at or past it.
+        min_revision: u64,
     },
     Txn {
         req: TxnRequest,
@@ -73,6 +75,17 @@ pub enum WireConsistency {
     Linearizable,
     Lease,
     Local,
+    Bounded { max_staleness_ms: u64 },
+}
+
+impl WireConsistency {
+    /// Whether a replica other than the leader may serve the read.
+    pub fn follower_may_serve(self) -> bool {
+        matches!(
+            self,
+            WireConsistency::Local | WireConsistency::Bounded { .. }
+        )
+    }
 }
 
 impl From<Consistency> for WireConsistency {
@@ -81,13 +94,20 @@ impl From<Consistency> for WireConsistency {
             Consistency::Linearizable => WireConsistency::Linearizable,
             Consistency::Lease => WireConsistency::Lease,
             Consistency::Local => WireConsistency::Local,
+            Consistency::Bounded(d) => WireConsistency::Bounded {
+                max_staleness_ms: d.as_millis().try_into().unwrap_or(u64::MAX),
+            },
         }
     }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum GroupReply {
-    Range(RangeResponse),
+    /// A read and the most it may miss in milliseconds (`None`: unknown, a local read).
+    Range {
+        resp: RangeResponse,
+        staleness_ms: Option<u64>,
+    },
     Kv(KvResult),
     Done,
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub fsync_batch_appends: Histogram,
     pub forwards: Counter,
+    /// Follower reads a replica could not vouch for (`too_stale`), sent on to the leader.
+    pub stale_redirects: Counter,
     pub raft_term_max: Gauge,
     pub raft_leader_changes: Counter,
     pub raft_groups_led: Gauge,
@@ -110,6 +112,12 @@ impl Metrics {
             "Requests forwarded to another node",
             forwards.clone(),
         );
+        let stale_redirects = Counter::default();
+        registry.register(
+            "kv_stale_redirects",
+            "Follower reads sent on to the leader because the replica could not prove freshness",
+            stale_redirects.clone(),
+        );
         let raft_term_max = Gauge::default();
         registry.register(
             "raft_term",
@@ -164,6 +172,7 @@ impl Metrics {
             fsync_seconds,
             fsync_batch_appends,
             forwards,
+            stale_redirects,
             raft_term_max,
             raft_leader_changes,
             raft_groups_led,

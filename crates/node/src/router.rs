@@ -1,5 +1,7 @@
 //! Routing: a group operation goes to the group's leader — here, or forwarded over node RPC —
 //! following `not_leader` hints and retrying through elections until the request deadline.
+//! A `bounded` or `local` read goes to the replicas nearest first (`LatencyTable`); one that
+//! cannot vouch for it answers `too_stale` and the read goes to the leader as a lease read.
 
 use crate::messages::*;
 use crate::node::{Node, decode, encode};
@@ -39,27 +41,33 @@ impl Node {
         self.inner.leader_cache.read().get(&group).copied()
     }
 
-    /// Executes an operation on `group`'s leader (or, for local reads, on the nearest replica),
-    /// retrying until the request deadline.
+    /// Executes an operation on `group`'s leader (or, for bounded and local reads, on the
+    /// nearest replica that can serve it), retrying until the request deadline.
     pub(crate) async fn execute(
         &self,
         group: GroupId,
         op: GroupOp,
     ) -> Result<GroupReply, MeridianError> {
         let deadline = Instant::now() + self.inner.cfg.request_timeout;
-        let local_read = matches!(
+        let mut op = op;
+        let follower_read = matches!(
             op,
-            GroupOp::Range {
-                consistency: WireConsistency::Local,
-                ..
-            }
+            GroupOp::Range { consistency, .. } if consistency.follower_may_serve()
         );
         let mut backoff = RETRY_BACKOFF_MIN;
         let mut attempt: usize = 0;
-        let mut target = if local_read && self.group(group).is_some() {
-            Some(self.id())
+        // A read any replica may serve tries the replicas nearest first, then the leader.
+        let mut nearest: std::collections::VecDeque<NodeId> = if follower_read {
+            self.inner
+                .latency
+                .nearest_first(self.id(), &self.replicas_of(group))
+                .into()
         } else {
-            self.leader_guess(group)
+            Default::default()
+        };
+        let mut target = match nearest.pop_front() {
+            Some(n) => Some(n),
+            None => self.leader_guess(group),
         };
         let mut last_err;
         loop {
@@ -87,10 +95,27 @@ impl Node {
             attempt += 1;
             match result {
                 Ok(r) => {
-                    if !local_read {
+                    if !follower_read {
                         self.inner.leader_cache.write().insert(group, to);
                     }
                     return Ok(r);
+                }
+                Err(e) if e.code == ErrorCode::TooStale => {
+                    // The replica cannot vouch for the read: the leader serves it fresh.
+                    self.inner.metrics.stale_redirects.inc();
+                    if let GroupOp::Range { consistency, .. } = &mut op {
+                        *consistency = WireConsistency::Lease;
+                    }
+                    nearest.clear();
+                    target = e
+                        .leader_hint
+                        .map(|(_, n)| n)
+                        .or_else(|| self.leader_guess(group));
+                    last_err = e;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    continue;
                 }
                 Err(e) if e.code == ErrorCode::NotLeader => {
                     let hint = e.leader_hint.map(|(_, n)| n).filter(|n| *n != to);
@@ -108,6 +133,12 @@ impl Node {
                     last_err = e;
                 }
                 Err(e) if e.code.is_retryable() => {
+                    if let Some(n) = nearest.pop_front() {
+                        // The nearest replica is down or busy: the next nearest, at once.
+                        tracing::debug!(group_id = group.0, node = to.0, error = %e, "follower read failed; trying the next nearest");
+                        target = Some(n);
+                        continue;
+                    }
                     if let Some((_, h)) = e.leader_hint {
                         target = Some(h);
                     } else {
@@ -167,15 +198,11 @@ impl Node {
             ));
         };
         match op {
-            GroupOp::Range { req, consistency } => {
-                match consistency {
-                    WireConsistency::Linearizable => g.read_barrier(false).await?,
-                    WireConsistency::Lease => g.read_barrier(true).await?,
-                    WireConsistency::Local => {}
-                }
-                let resp = g.read(|s| s.kv.range(&req))?;
-                Ok(GroupReply::Range(resp))
-            }
+            GroupOp::Range {
+                req,
+                consistency,
+                min_revision,
+            } => serve_read(&g, group, &req, consistency, min_revision).await,
             GroupOp::Txn {
                 req,
                 request_id,
@@ -249,6 +276,78 @@ impl Node {
             other => Err(MeridianError::internal(format!(
                 "unexpected result {other:?}"
             ))),
+        }
+    }
+}
+
+/// Milliseconds, rounded up, so a reported bound is never below the proven one.
+fn ceil_ms(d: Duration) -> u64 {
+    d.as_micros().div_ceil(1000).try_into().unwrap_or(u64::MAX)
+}
+
+/// Serves a read from this node's replica of `group`, or says why it cannot: `not_leader` for a
+/// leader-only read on a follower, `too_stale` when a follower cannot prove the bound or has not
+/// reached the session token (the router then goes to the leader).
+async fn serve_read(
+    g: &meridian_consensus::RaftGroup,
+    group: GroupId,
+    req: &meridian_state::RangeRequest,
+    consistency: WireConsistency,
+    min_revision: u64,
+) -> Result<GroupReply, MeridianError> {
+    let leader_read = |lease| async move {
+        g.read_barrier(lease).await?;
+        let resp = g.read(|s| s.kv.range(req))?;
+        Ok(GroupReply::Range {
+            resp,
+            staleness_ms: Some(0),
+        })
+    };
+    let too_stale = |why: String| {
+        let mut e = MeridianError::new(ErrorCode::TooStale, why);
+        e.leader_hint = g.leader().map(|l| (group, l));
+        e
+    };
+    match consistency {
+        WireConsistency::Linearizable => leader_read(false).await,
+        WireConsistency::Lease => leader_read(true).await,
+        // The leader answers a bounded read fresh, through its lease.
+        WireConsistency::Bounded { .. } if g.is_leader() => leader_read(true).await,
+        WireConsistency::Bounded { max_staleness_ms } => {
+            let (read, bound) = g.read_with_staleness(|s| {
+                (s.kv.revision() >= min_revision).then(|| s.kv.range(req))
+            });
+            let Some(resp) = read else {
+                return Err(too_stale(format!(
+                    "replica of group {group} has not reached revision {min_revision}"
+                )));
+            };
+            match bound.map(ceil_ms) {
+                Some(ms) if ms <= max_staleness_ms => Ok(GroupReply::Range {
+                    resp: resp?,
+                    staleness_ms: Some(ms),
+                }),
+                Some(ms) => Err(too_stale(format!(
+                    "replica of group {group} may be {ms} ms behind, more than {max_staleness_ms} ms"
+                ))),
+                None => Err(too_stale(format!(
+                    "replica of group {group} cannot prove how far behind it is"
+                ))),
+            }
+        }
+        WireConsistency::Local => {
+            let (read, bound) = g.read_with_staleness(|s| {
+                (s.kv.revision() >= min_revision).then(|| s.kv.range(req))
+            });
+            let Some(resp) = read else {
+                return Err(too_stale(format!(
+                    "replica of group {group} has not reached revision {min_revision}"
+                )));
+            };
+            Ok(GroupReply::Range {
+                resp: resp?,
+                staleness_ms: bound.map(ceil_ms),
+            })
         }
     }
 }

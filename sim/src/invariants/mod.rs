@@ -1,5 +1,6 @@
 //! The invariants every run must keep, one per file.
 
+pub mod bounded_staleness;
 pub mod election_safety;
 pub mod linearizability;
 pub mod log_matching;

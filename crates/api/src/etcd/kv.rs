@@ -3,7 +3,7 @@
 use super::convert::{self, HeaderInfo};
 use super::status::to_status;
 use crate::observe::observed;
-use meridian_node::{ClientApi, Consistency, WriteOptions};
+use meridian_node::{ClientApi, Consistency, ReadOptions, WriteOptions};
 use meridian_proto::etcd::etcdserverpb as pb;
 use meridian_proto::etcd::etcdserverpb::kv_server::Kv;
 use meridian_types::MeridianError;
@@ -32,7 +32,8 @@ impl<A: ClientApi> EtcdKv<A> {
         &self,
         r: pb::RangeRequest,
         asked: Option<Consistency>,
-    ) -> Result<pb::RangeResponse, MeridianError> {
+        min_revision: u64,
+    ) -> Result<(pb::RangeResponse, Option<u64>), MeridianError> {
         let (req, serializable, extras) = convert::range_from_pb(r)?;
         let consistency = if serializable {
             Consistency::Local
@@ -40,7 +41,13 @@ impl<A: ClientApi> EtcdKv<A> {
             asked.unwrap_or(Consistency::Linearizable)
         };
         let (keys_only, count_only) = (req.keys_only, req.count_only);
-        let mut resp = self.api.range(req, consistency).await?;
+        let opts = ReadOptions {
+            consistency,
+            min_revision,
+        };
+        let read = self.api.range_read(req, opts).await?;
+        let staleness_ms = read.staleness_ms;
+        let mut resp = read.resp;
         if !extras.is_plain() && !count_only {
             if resp.more {
                 return Err(MeridianError::invalid(format!(
@@ -51,12 +58,8 @@ impl<A: ClientApi> EtcdKv<A> {
             }
             extras.apply(&mut resp);
         }
-        Ok(convert::range_to_pb(
-            resp,
-            keys_only,
-            count_only,
-            self.header_info(),
-        ))
+        let pb = convert::range_to_pb(resp, keys_only, count_only, self.header_info());
+        Ok((pb, staleness_ms))
     }
 
     async fn put(
@@ -110,8 +113,15 @@ impl<A: ClientApi> EtcdKv<A> {
 /// gRPC metadata naming a client request id: a retried write with the same id is applied once
 /// (the same meaning as HTTP's `Idempotency-Key`).
 pub const IDEMPOTENCY_METADATA: &str = "idempotency-key";
-/// gRPC metadata asking for a read consistency etcd's protocol cannot express (`lease`).
+/// gRPC metadata asking for a read consistency etcd's protocol cannot express (`lease`,
+/// `bounded:<ms>`); etcd's `serializable` flag still means `local`.
 pub const CONSISTENCY_METADATA: &str = "meridian-consistency";
+/// gRPC metadata carrying a session token: the lowest revision of the key's range a replica
+/// other than the leader may serve the read at.
+pub const MIN_REVISION_METADATA: &str = "meridian-min-revision";
+/// Response metadata of a range: the most the answer may miss, in milliseconds (absent when
+/// unknown, a `local` read).
+pub const STALENESS_METADATA: &str = "meridian-staleness-ms";
 
 fn write_options<T>(req: &Request<T>) -> Result<WriteOptions, MeridianError> {
     match req.metadata().get(IDEMPOTENCY_METADATA).map(|v| v.to_str()) {
@@ -131,6 +141,22 @@ fn asked_consistency<T>(req: &Request<T>) -> Result<Option<Consistency>, Meridia
     }
 }
 
+fn asked_min_revision<T>(req: &Request<T>) -> Result<u64, MeridianError> {
+    match req
+        .metadata()
+        .get(MIN_REVISION_METADATA)
+        .map(|v| v.to_str())
+    {
+        None => Ok(0),
+        Some(Ok(s)) => s.parse().map_err(|_| {
+            MeridianError::invalid(format!(
+                "meridian-min-revision {s:?} is not a revision (an unsigned integer)"
+            ))
+        }),
+        Some(Err(_)) => Err(MeridianError::invalid("meridian-min-revision is not ASCII")),
+    }
+}
+
 fn reply<T>(result: Result<T, MeridianError>) -> Result<Response<T>, Status> {
     result.map(Response::new).map_err(to_status)
 }
@@ -142,13 +168,24 @@ impl<A: ClientApi> Kv for EtcdKv<A> {
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let asked = asked_consistency(&request);
+        let min_revision = asked_min_revision(&request);
         let r = request.into_inner();
         let op = if r.range_end.is_empty() {
             "get"
         } else {
             "scan"
         };
-        reply(observed(&self.api, op, async { self.range(r, asked?).await }).await)
+        let (resp, staleness_ms) = observed(&self.api, op, async {
+            self.range(r, asked?, min_revision?).await
+        })
+        .await
+        .map_err(to_status)?;
+        let mut resp = Response::new(resp);
+        if let Some(ms) = staleness_ms {
+            resp.metadata_mut()
+                .insert(STALENESS_METADATA, tonic::metadata::MetadataValue::from(ms));
+        }
+        Ok(resp)
     }
 
     async fn put(

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
-use meridian_node::{ClientApi, Consistency, WriteOptions};
+use meridian_node::{ClientApi, Consistency, RangeRead, ReadOptions, WriteOptions};
 use meridian_state::{DeleteRangeRequest, PutRequest, RangeRequest};
 use meridian_types::{ErrorCode, MeridianError};
 use serde::{Deserialize, Serialize};
@@ -43,10 +43,24 @@ fn consistency(s: Option<&str>) -> Result<Consistency, MeridianError> {
     s.map_or(Ok(Consistency::default()), Consistency::parse)
 }
 
+/// The response header carrying a read's staleness bound (as the JSON field `staleness_ms`).
+pub const STALENESS_HEADER: &str = "meridian-staleness-ms";
+
+/// The `meridian-staleness-ms` header of a read (none when the bound is unknown).
+fn staleness_headers(read: &RangeRead) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(ms) = read.staleness_ms {
+        h.insert(STALENESS_HEADER, axum::http::HeaderValue::from(ms));
+    }
+    h
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GetQuery {
     consistency: Option<String>,
+    #[serde(default)]
+    min_revision: u64,
     #[serde(default)]
     revision: u64,
     #[serde(default)]
@@ -59,13 +73,18 @@ pub struct GetJson {
     #[serde(flatten)]
     pub kv: KvJson,
     pub revision: u64,
+    /// The most the answer may miss, in milliseconds: no write acknowledged longer ago than
+    /// this is missing. 0 when the leader served it; `null` for a `local` read of a replica that
+    /// could not prove a bound.
+    pub staleness_ms: Option<u64>,
 }
 
+/// `GET /v1/kv/{key}?consistency=C&min_revision=R&revision=V`.
 pub async fn get_key<A: ClientApi>(
     State(api): State<A>,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
-) -> HttpResult<GetJson> {
+) -> Result<(HeaderMap, Json<GetJson>), HttpError> {
     let res = observed(&api, "get", async {
         let q: GetQuery = query(&uri)?;
         let key = path_key(path, q.encoding)?;
@@ -74,14 +93,21 @@ pub async fn get_key<A: ClientApi>(
             revision: q.revision,
             ..Default::default()
         };
-        let resp = api
-            .range(req, consistency(q.consistency.as_deref())?)
-            .await?;
+        let opts = ReadOptions {
+            consistency: consistency(q.consistency.as_deref())?,
+            min_revision: q.min_revision,
+        };
+        let read = api.range_read(req, opts).await?;
+        let resp = &read.resp;
         match resp.kvs.first() {
-            Some(kv) => Ok(GetJson {
-                kv: KvJson::new(kv, false),
-                revision: resp.revision,
-            }),
+            Some(kv) => Ok((
+                staleness_headers(&read),
+                GetJson {
+                    kv: KvJson::new(kv, false),
+                    revision: resp.revision,
+                    staleness_ms: read.staleness_ms,
+                },
+            )),
             None => Err(MeridianError::new(
                 ErrorCode::KeyNotFound,
                 format!("key {:?} not found", String::from_utf8_lossy(&key)),
@@ -89,7 +115,7 @@ pub async fn get_key<A: ClientApi>(
         }
     })
     .await?;
-    Ok(Json(res))
+    Ok((res.0, Json(res.1)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +240,8 @@ struct ScanQuery {
     revision: u64,
     consistency: Option<String>,
     #[serde(default)]
+    min_revision: u64,
+    #[serde(default)]
     keys_only: bool,
     #[serde(default)]
     encoding: Encoding,
@@ -228,10 +256,15 @@ pub struct ScanJson {
     /// Keys in the scanned interval (from `after` on), ignoring `limit`.
     pub count: u64,
     pub revision: u64,
+    /// As in [`GetJson::staleness_ms`]; a page spanning ranges reports its stalest part.
+    pub staleness_ms: Option<u64>,
 }
 
-/// `GET /v1/kv?prefix=P&limit=L&after=K&revision=R&consistency=C&keys_only=true`.
-pub async fn scan<A: ClientApi>(State(api): State<A>, uri: Uri) -> HttpResult<ScanJson> {
+/// `GET /v1/kv?prefix=P&limit=L&after=K&revision=R&consistency=C&min_revision=T&keys_only=true`.
+pub async fn scan<A: ClientApi>(
+    State(api): State<A>,
+    uri: Uri,
+) -> Result<(HeaderMap, Json<ScanJson>), HttpError> {
     let res = observed(&api, "scan", async {
         let q: ScanQuery = query(&uri)?;
         let page_max = api.limits().scan_page_max as u64;
@@ -250,7 +283,10 @@ pub async fn scan<A: ClientApi>(State(api): State<A>, uri: Uri) -> HttpResult<Sc
         if let Some(after) = &q.after {
             start = start.max(key_after(&q.encoding.decode("after", after)?));
         }
-        let consistency = consistency(q.consistency.as_deref())?;
+        let opts = ReadOptions {
+            consistency: consistency(q.consistency.as_deref())?,
+            min_revision: q.min_revision,
+        };
         let past_end = end != [0] && start >= end;
         let req = RangeRequest {
             key: start,
@@ -270,24 +306,33 @@ pub async fn scan<A: ClientApi>(State(api): State<A>, uri: Uri) -> HttpResult<Sc
                 count_only: true,
                 ..req
             };
-            let resp = api.range(probe, consistency).await?;
-            return Ok(ScanJson {
-                kvs: Vec::new(),
-                more: false,
-                count: 0,
-                revision: resp.revision,
-            });
+            let read = api.range_read(probe, opts).await?;
+            return Ok((
+                staleness_headers(&read),
+                ScanJson {
+                    kvs: Vec::new(),
+                    more: false,
+                    count: 0,
+                    revision: read.resp.revision,
+                    staleness_ms: read.staleness_ms,
+                },
+            ));
         }
-        let resp = api.range(req, consistency).await?;
-        Ok(ScanJson {
-            kvs: KvJson::list(&resp.kvs, q.keys_only),
-            more: resp.more,
-            count: resp.count,
-            revision: resp.revision,
-        })
+        let read = api.range_read(req, opts).await?;
+        let resp = &read.resp;
+        Ok((
+            staleness_headers(&read),
+            ScanJson {
+                kvs: KvJson::list(&resp.kvs, q.keys_only),
+                more: resp.more,
+                count: resp.count,
+                revision: resp.revision,
+                staleness_ms: read.staleness_ms,
+            },
+        ))
     })
     .await?;
-    Ok(Json(res))
+    Ok((res.0, Json(res.1)))
 }
 
 /// `POST /v1/compact` body.

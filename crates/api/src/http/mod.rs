@@ -2,10 +2,10 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /v1/kv/{key}` | one key (`?consistency=`, `?revision=`) |
+//! | `GET /v1/kv/{key}` | one key (`?consistency=`, `?min_revision=`, `?revision=`); `staleness_ms` |
 //! | `PUT /v1/kv/{key}` | write the raw body as the value (`?prev_kv=true`, `Idempotency-Key`) |
 //! | `DELETE /v1/kv/{key}` | delete a key, or with `?prefix=true` a prefix |
-//! | `GET /v1/kv?prefix=` | one page of a scan (`limit`, `after`, `revision`, `keys_only`) |
+//! | `GET /v1/kv?prefix=` | one page of a scan (`limit`, `after`, `revision`, `consistency`, `min_revision`, `keys_only`) |
 //! | `POST /v1/txn` | a transaction ([`txn`]) |
 //! | `POST /v1/compact` | compact below `{"revision":N}` |
 //! | `GET /v1/cluster` | the cluster view |

@@ -206,9 +206,13 @@ async fn send(run: &Run, conn: &Conn, op: OpKind, key: Vec<u8>) -> Result<(), to
             };
             let mut req = tonic::Request::new(msg);
             req.set_timeout(REQUEST_TIMEOUT);
-            if run.spec.consistency == Consistency::Lease {
-                req.metadata_mut()
-                    .insert(CONSISTENCY_METADATA, MetadataValue::from_static("lease"));
+            if let Some(v) = run
+                .spec
+                .consistency
+                .metadata()
+                .and_then(|c| MetadataValue::try_from(c.as_str()).ok())
+            {
+                req.metadata_mut().insert(CONSISTENCY_METADATA, v);
             }
             kv.range(req).await?;
         }
