@@ -13,6 +13,7 @@ pub mod layout;
 pub mod messages;
 mod metrics;
 mod node;
+mod placement;
 mod router;
 mod view;
 
@@ -22,4 +23,5 @@ pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
+pub use placement::{PlacementView, placement_views};
 pub use view::{ClusterView, NodeStatus, NodeView, RangeView};

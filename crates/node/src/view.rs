@@ -10,6 +10,9 @@ pub struct ClusterView {
     pub node_id: u64,
     pub nodes: Vec<NodeView>,
     pub ranges: Vec<RangeView>,
+    /// Placement rules, the implicit default first when none is stored for the empty prefix.
+    #[serde(default)]
+    pub placements: Vec<crate::placement::PlacementView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +43,16 @@ pub struct RangeView {
     /// Latest revision applied on the answering node (if it hosts a replica).
     pub revision: Option<u64>,
     pub version: u64,
+    /// Prefix of the placement rule governing the range (empty: the default); `None` for the
+    /// meta group, which no rule governs.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Nodes being added to the range, not voting yet.
+    #[serde(default)]
+    pub learners: Vec<u64>,
+    /// Region of the leader, if it is known.
+    #[serde(default)]
+    pub leader_region: Option<String>,
 }
 
 /// One node's own status.
