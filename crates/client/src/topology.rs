@@ -103,6 +103,9 @@ mod tests {
             applied_index: None,
             revision: None,
             version: 1,
+            rule: None,
+            learners: vec![],
+            leader_region: None,
         }
     }
 
@@ -116,6 +119,7 @@ mod tests {
                 range(2, "m", "", Some(2)),
                 range(1, "", "m", Some(1)),
             ],
+            placements: vec![],
         }
     }
 
