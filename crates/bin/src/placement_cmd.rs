@@ -266,26 +266,32 @@ pub fn render_rule(r: &PlacementView) -> String {
 
 /// Every rule as a table.
 pub fn render_table(rules: &[PlacementView]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<16} {:<8} {:<9} {:<26} {:<14} {:<22} RANGES",
-        "PREFIX", "REPLICAS", "SURVIVAL", "REGIONS", "ZONES", "LEADER REGIONS"
-    );
-    for r in rules {
-        let _ = writeln!(
-            s,
-            "{:<16} {:<8} {:<9} {:<26} {:<14} {:<22} {}",
-            show_prefix(&r.prefix),
-            r.replicas,
-            r.survival,
-            show_list(&r.regions, "any"),
-            show_list(&r.zones, "any"),
-            show_list(&r.leader_regions, "-"),
-            show_ranges(&r.ranges)
-        );
-    }
-    s
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                show_prefix(&r.prefix),
+                r.replicas.to_string(),
+                r.survival.clone(),
+                show_list(&r.regions, "any"),
+                show_list(&r.zones, "any"),
+                show_list(&r.leader_regions, "-"),
+                show_ranges(&r.ranges),
+            ]
+        })
+        .collect();
+    crate::status_view::table(
+        &[
+            "PREFIX",
+            "REPLICAS",
+            "SURVIVAL",
+            "REGIONS",
+            "ZONES",
+            "LEADER REGIONS",
+            "RANGES",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]
