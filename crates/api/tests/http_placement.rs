@@ -27,7 +27,7 @@ async fn set_get_list_and_delete_a_rule() {
                "zones": [], "survival": "region", "leader_regions": ["eu-west", "us-east"],
                "ranges": [2], "implicit": false})
     );
-    assert!(api.map.lock().placements.contains_key(&b"eu/".to_vec()));
+    assert!(api.map.lock().placements.contains_key(b"eu/".as_slice()));
 
     let r = get(&app, "/v1/placement/eu/").await;
     assert_eq!(r.status, 200);
@@ -91,7 +91,7 @@ async fn prefixes_may_be_base64() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert!(api.map.lock().placements.contains_key(&b"\xff/".to_vec()));
+    assert!(api.map.lock().placements.contains_key(b"\xff/".as_slice()));
     get(&app, "/v1/placement/***?encoding=base64")
         .await
         .assert_error(400, "invalid_argument");

@@ -25,7 +25,7 @@ pub fn zone_label(n: &NodeInfo) -> String {
 /// Whether `n` may hold a replica under `rule`'s region and zone lists (its state aside).
 /// A zone entry `region/zone` names one zone; a bare `zone` names that zone in every region.
 pub fn node_allowed(rule: &PlacementRule, n: &NodeInfo) -> bool {
-    let region_ok = rule.regions.is_empty() || rule.regions.iter().any(|r| *r == n.region);
+    let region_ok = rule.regions.is_empty() || rule.regions.contains(&n.region);
     let zone_ok = rule.zones.is_empty()
         || rule.zones.iter().any(|z| match z.split_once('/') {
             Some((r, z)) => r == n.region && z == n.zone,
