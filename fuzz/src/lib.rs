@@ -8,12 +8,13 @@
 //! short inputs.
 
 use meridian_node::{
-    ClientApi, ClusterView, Consistency, NodeStatus, NodeView, RangeView, WriteOptions,
+    ClientApi, ClusterView, Consistency, NodeStatus, NodeView, PlacementView, RangeView,
+    WriteOptions,
 };
 use meridian_state::{
     Command, CommandResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, GroupState,
-    KvCommand, KvEntry, KvResult, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseOp, TxnRequest, TxnResponse,
+    KvCommand, KvEntry, KvResult, PlacementRule, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
 use meridian_types::{ErrorCode, Limits, MeridianError, RequestId};
 use parking_lot::Mutex;
@@ -323,8 +324,38 @@ impl ClientApi for FuzzApi {
                 applied_index: Some(1),
                 revision: Some(self.state.lock().kv.revision()),
                 version: 1,
+                rule: Some(String::new()),
+                learners: vec![],
+                leader_region: Some("local".into()),
             }],
+            placements: vec![],
         })
+    }
+
+    async fn placements(&self) -> Result<Vec<PlacementView>, MeridianError> {
+        Ok(Vec::new())
+    }
+
+    async fn placement(&self, _prefix: Vec<u8>) -> Result<PlacementView, MeridianError> {
+        Err(MeridianError::new(
+            ErrorCode::KeyNotFound,
+            "the fuzz target holds no placement rules",
+        ))
+    }
+
+    async fn set_placement(&self, rule: PlacementRule) -> Result<PlacementView, MeridianError> {
+        // Only the HTTP parsing is under test: refuse like a one-node cluster would.
+        Err(MeridianError::new(
+            ErrorCode::PlacementUnsatisfiable,
+            format!(
+                "rule wants {} replicas but only 1 active node is in the cluster",
+                rule.replicas
+            ),
+        ))
+    }
+
+    async fn delete_placement(&self, _prefix: Vec<u8>) -> Result<bool, MeridianError> {
+        Ok(false)
     }
 
     async fn node_status(&self) -> Result<NodeStatus, MeridianError> {

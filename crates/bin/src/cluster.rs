@@ -1,8 +1,8 @@
-//! `meridian cluster init|status|latency`.
+//! `meridian cluster init|status|latency` (the status picture is drawn by `status_view.rs`).
 
 use anyhow::{Context, bail};
 use meridian_node::ClusterView;
-use meridian_node::layout::initial_map;
+use meridian_node::layout::{initial_map, initial_map_split_at};
 use meridian_node::messages::{Hello, M_HELLO, M_INIT};
 use meridian_transport::{Envelope, GrpcTransport, Transport};
 use meridian_types::{ClusterId, GroupId, MeridianError, NodeId};
@@ -29,6 +29,12 @@ enum ClusterCmd {
         /// Split the key space into this many ranges, each its own Raft group.
         #[arg(long, default_value_t = 1)]
         ranges: u32,
+        /// Split the key space at these keys instead (comma-separated, sorted): range 1 is
+        /// ["", k1), range 2 [k1, k2), ... A placement rule governs only ranges whose keys all
+        /// begin with its prefix, and ranges do not split on their own yet: split at each prefix
+        /// a rule will name and at the key after its last (`eu/` and `eu0` for the prefix `eu/`).
+        #[arg(long, value_delimiter = ',', conflicts_with = "ranges")]
+        split_at: Option<Vec<String>>,
     },
     /// Show nodes, ranges, leaders, terms, applied indexes and health.
     Status {
@@ -58,10 +64,22 @@ enum ClusterCmd {
 
 pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
     match a.cmd {
-        ClusterCmd::Init { endpoints, ranges } => {
-            let id = init_cluster(&endpoints, ranges).await?;
+        ClusterCmd::Init {
+            endpoints,
+            ranges,
+            split_at,
+        } => {
+            let (presplit, n) = match split_at {
+                Some(keys) => {
+                    let n = keys.len() as u32 + 1;
+                    let keys = keys.into_iter().map(String::into_bytes).collect();
+                    (Presplit::At(keys), n)
+                }
+                None => (Presplit::Ranges(ranges), ranges),
+            };
+            let id = init_cluster_with(&endpoints, presplit).await?;
             println!(
-                "initialised cluster {id:016x}: {} nodes, {ranges} range(s)",
+                "initialised cluster {id:016x}: {} nodes, {n} range(s)",
                 endpoints.len()
             );
             Ok(())
@@ -71,7 +89,7 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
             if output == "json" {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
-                print!("{}", render_view(&view));
+                print!("{}", crate::status_view::render(&view));
             }
             Ok(())
         }
@@ -99,8 +117,21 @@ fn envelope(method: &str, payload: Vec<u8>) -> Envelope {
     }
 }
 
+/// How `cluster init` splits the key space.
+pub enum Presplit {
+    /// This many ranges over printable ASCII.
+    Ranges(u32),
+    /// A range boundary at each of these keys (sorted, distinct, non-empty).
+    At(Vec<Vec<u8>>),
+}
+
 /// Initialises a cluster of the nodes at `endpoints`, then waits until every range has a leader.
 pub async fn init_cluster(endpoints: &[String], ranges: u32) -> anyhow::Result<u64> {
+    init_cluster_with(endpoints, Presplit::Ranges(ranges)).await
+}
+
+/// [`init_cluster`] with the key space split as `presplit` says.
+pub async fn init_cluster_with(endpoints: &[String], presplit: Presplit) -> anyhow::Result<u64> {
     if endpoints.is_empty() {
         bail!("no endpoints given");
     }
@@ -116,7 +147,11 @@ pub async fn init_cluster(endpoints: &[String], ranges: u32) -> anyhow::Result<u
         hellos.push(h);
     }
     let cluster_id = ClusterId(rand::random::<u64>() | 1);
-    let map = initial_map(cluster_id, &hellos, ranges).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let map = match &presplit {
+        Presplit::Ranges(n) => initial_map(cluster_id, &hellos, *n),
+        Presplit::At(keys) => initial_map_split_at(cluster_id, &hellos, keys),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let payload = postcard::to_allocvec(&map)?;
     for h in &hellos {
         let bytes = t
@@ -197,84 +232,4 @@ pub async fn wait_ready(endpoints: &[String], timeout: Duration) -> anyhow::Resu
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn render_view(v: &ClusterView) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "cluster {:016x} (answered by node {})",
-        v.cluster_id, v.node_id
-    );
-    let _ = writeln!(s, "\nNODES");
-    let _ = writeln!(
-        s,
-        "{:<5} {:<22} {:<10} {:<6} {:<8} HEALTH",
-        "ID", "ADDRESS", "REGION", "ZONE", "STATE"
-    );
-    for n in &v.nodes {
-        let _ = writeln!(
-            s,
-            "{:<5} {:<22} {:<10} {:<6} {:<8} {}",
-            n.id,
-            n.addr,
-            n.region,
-            n.zone,
-            n.state,
-            if n.healthy { "ok" } else { "unreachable" }
-        );
-    }
-    let _ = writeln!(s, "\nRANGES");
-    let _ = writeln!(
-        s,
-        "{:<5} {:<12} {:<12} {:<12} {:<7} {:<6} {:<9} HEALTH",
-        "ID", "START", "END", "REPLICAS", "LEADER", "TERM", "APPLIED"
-    );
-    for r in &v.ranges {
-        let name = if r.id == 0 {
-            "meta".to_string()
-        } else {
-            r.id.to_string()
-        };
-        let reps = r
-            .replicas
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let show = |k: &str| {
-            if k.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{k:?}")
-            }
-        };
-        let health = match r.leader {
-            None => "no leader",
-            Some(l) if v.nodes.iter().any(|n| n.id == l && n.healthy) => "ok",
-            Some(_) => "leader unreachable",
-        };
-        let _ = writeln!(
-            s,
-            "{:<5} {:<12} {:<12} {:<12} {:<7} {:<6} {:<9} {}",
-            name,
-            if r.id == 0 {
-                "-".into()
-            } else {
-                show(&r.start)
-            },
-            if r.id == 0 { "-".into() } else { show(&r.end) },
-            reps,
-            r.leader
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.term,
-            r.applied_index
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into()),
-            health
-        );
-    }
-    s
 }

@@ -1,12 +1,15 @@
-//! Layer: bin. The `meridian` command: `server`, `cluster`, `kv`, `bench`, `playground`.
+//! Layer: bin. The `meridian` command: `server`, `cluster`, `kv`, `placement`, `bench`,
+//! `playground`.
 
 mod bench;
 mod cluster;
 mod cluster_latency;
 mod config;
 mod kv_cmd;
+mod placement_cmd;
 mod playground;
 mod server;
+mod status_view;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +36,8 @@ enum Cmd {
     Cluster(cluster::ClusterArgs),
     /// Read and write keys.
     Kv(kv_cmd::KvArgs),
+    /// Say where each key prefix's replicas and leaders live.
+    Placement(placement_cmd::PlacementArgs),
     /// Measure throughput and latency against a running cluster.
     Bench(bench::BenchArgs),
     /// Start a 5-node, 3-region cluster on this machine to try Meridian.
@@ -75,6 +80,10 @@ fn main() -> std::process::ExitCode {
             Cmd::Kv(a) => {
                 init_tracing("warn");
                 kv_cmd::run(a).await
+            }
+            Cmd::Placement(a) => {
+                init_tracing("warn");
+                placement_cmd::run(a).await
             }
             Cmd::Bench(a) => {
                 init_tracing("warn");

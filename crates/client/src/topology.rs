@@ -188,6 +188,9 @@ mod tests {
             applied_index: None,
             revision: None,
             version: 1,
+            rule: None,
+            learners: vec![],
+            leader_region: None,
         }
     }
 
@@ -202,6 +205,7 @@ mod tests {
                 range(1, "", "m", Some(1)),
             ],
             latency: Vec::new(),
+            placements: vec![],
         }
     }
 

@@ -1,9 +1,10 @@
 //! The interface every client protocol (HTTP, etcd gRPC) is served through.
 
+use crate::placement::PlacementView;
 use crate::view::{ClusterView, NodeStatus};
 use meridian_state::{
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    TxnRequest, TxnResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PlacementRule, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, TxnRequest, TxnResponse,
 };
 use meridian_types::{ErrorCode, MeridianError, RequestId};
 use std::future::Future;
@@ -168,6 +169,30 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
 
     /// The cluster map as this node knows it, with leaders, terms and health.
     fn cluster_view(&self) -> impl Future<Output = Result<ClusterView, MeridianError>> + Send;
+
+    /// Every placement rule in prefix order, the implicit default first when no rule is stored
+    /// for the empty prefix.
+    fn placements(&self) -> impl Future<Output = Result<Vec<PlacementView>, MeridianError>> + Send;
+
+    /// The rule stored for exactly `prefix` (`key_not_found` if none); the empty prefix always
+    /// answers, with the implicit default if no rule is stored for it.
+    fn placement(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Future<Output = Result<PlacementView, MeridianError>> + Send;
+
+    /// Validates a rule against the cluster's topology (`invalid_argument`,
+    /// `placement_unsatisfiable`) and stores it, replacing the rule for the same prefix.
+    fn set_placement(
+        &self,
+        rule: PlacementRule,
+    ) -> impl Future<Output = Result<PlacementView, MeridianError>> + Send;
+
+    /// Removes the rule for `prefix`; `Ok(false)` if there was none.
+    fn delete_placement(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Future<Output = Result<bool, MeridianError>> + Send;
 
     /// This node's own status (etcd's `Maintenance.Status`).
     fn node_status(&self) -> impl Future<Output = Result<NodeStatus, MeridianError>> + Send;

@@ -4,6 +4,7 @@
 use crate::client_api::{ClientApi, Consistency, RangeRead, ReadOptions, WriteOptions};
 use crate::messages::*;
 use crate::node::{ADMIN_CALL_TIMEOUT, Node, decode};
+use crate::placement::PlacementView;
 use crate::view::{ClusterView, NodeStatus, NodeView, RangeView};
 use meridian_state::*;
 use meridian_types::{ErrorCode, GroupId, Limits, MeridianError, NodeId, RangeId, RequestId};
@@ -474,11 +475,19 @@ impl ClientApi for Node {
                 applied_index: local.map(|l| l.applied_index),
                 revision: local.map(|l| l.revision),
                 version,
+                rule: None,
+                learners: Vec::new(),
+                leader_region: leader
+                    .and_then(|l| map.nodes.get(&l))
+                    .map(|n| n.region.clone()),
             }
         };
         let mut ranges = vec![view_of(0, b"", b"", &map.meta_replicas, map.version)];
         for r in map.ranges.values() {
-            ranges.push(view_of(r.id.0, &r.start, &r.end, &r.replicas, r.version));
+            let mut v = view_of(r.id.0, &r.start, &r.end, &r.replicas, r.version);
+            v.rule = Some(lossy(&map.rule_for(r).prefix));
+            v.learners = r.learners.iter().map(|n| n.0).collect();
+            ranges.push(v);
         }
         Ok(ClusterView {
             cluster_id: map.cluster_id.0,
@@ -486,7 +495,24 @@ impl ClientApi for Node {
             nodes,
             ranges,
             latency: crate::probe::latency_view(self),
+            placements: crate::placement::placement_views(&map),
         })
+    }
+
+    async fn placements(&self) -> Result<Vec<PlacementView>, MeridianError> {
+        self.list_placements().await
+    }
+
+    async fn placement(&self, prefix: Vec<u8>) -> Result<PlacementView, MeridianError> {
+        self.get_placement(&prefix).await
+    }
+
+    async fn set_placement(&self, rule: PlacementRule) -> Result<PlacementView, MeridianError> {
+        self.put_placement(rule).await
+    }
+
+    async fn delete_placement(&self, prefix: Vec<u8>) -> Result<bool, MeridianError> {
+        self.remove_placement(&prefix).await
     }
 
     async fn node_status(&self) -> Result<NodeStatus, MeridianError> {

@@ -46,20 +46,67 @@ pub fn split_points(n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Builds the first map for these nodes.
+/// Checks split keys chosen by hand (`cluster init --split-at`): non-empty, no longer than a key
+/// may be, sorted, distinct, and at most `INIT_RANGES_MAX - 1` of them.
+pub fn check_split_keys(keys: &[Vec<u8>]) -> Result<(), MeridianError> {
+    if keys.len() >= INIT_RANGES_MAX as usize {
+        return Err(MeridianError::invalid(format!(
+            "--split-at gives {} keys, so {} ranges; at most {INIT_RANGES_MAX} ranges",
+            keys.len(),
+            keys.len() + 1
+        )));
+    }
+    let key_max = meridian_types::Limits::DEFAULT.key_bytes_max;
+    for (i, k) in keys.iter().enumerate() {
+        let shown = String::from_utf8_lossy(k);
+        if k.is_empty() {
+            return Err(MeridianError::invalid(
+                "--split-at has an empty key; the first range always starts at the empty key",
+            ));
+        }
+        if k.len() > key_max {
+            return Err(MeridianError::invalid(format!(
+                "split key {shown:?} is longer than {key_max} bytes"
+            )));
+        }
+        if i > 0 && keys[i - 1] >= *k {
+            return Err(MeridianError::invalid(format!(
+                "--split-at keys must be sorted and distinct: {:?} comes before {shown:?}",
+                String::from_utf8_lossy(&keys[i - 1])
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the first map for these nodes, with `n_ranges` ranges over printable ASCII.
 pub fn initial_map(
     cluster_id: ClusterId,
     nodes: &[Hello],
     n_ranges: u32,
 ) -> Result<ClusterMap, MeridianError> {
-    if nodes.is_empty() {
-        return Err(MeridianError::invalid("no nodes to initialise"));
-    }
     if n_ranges == 0 || n_ranges > INIT_RANGES_MAX {
         return Err(MeridianError::invalid(format!(
             "--ranges must be between 1 and {INIT_RANGES_MAX}"
         )));
     }
+    initial_map_split_at(cluster_id, nodes, &split_points(n_ranges))
+}
+
+/// Builds the first map for these nodes with a range boundary at each of `split_keys` (see
+/// [`check_split_keys`]): range 1 is `["", k1)`, range 2 `[k1, k2)`, ..., the last `[kn, end)`.
+/// A placement rule governs only ranges whose keys all begin with its prefix, and ranges do not
+/// split on their own yet, so split at the prefixes (and their ends) that rules will name.
+pub fn initial_map_split_at(
+    cluster_id: ClusterId,
+    nodes: &[Hello],
+    split_keys: &[Vec<u8>],
+) -> Result<ClusterMap, MeridianError> {
+    if nodes.is_empty() {
+        return Err(MeridianError::invalid("no nodes to initialise"));
+    }
+    check_split_keys(split_keys)?;
+    let n_ranges = split_keys.len() as u32 + 1;
     let mut seen = BTreeMap::new();
     for h in nodes {
         if let Some(prev) = seen.insert(h.node_id, &h.addr) {
@@ -98,7 +145,7 @@ pub fn initial_map(
     }
     map.meta_replicas = order.iter().take(META_VOTERS_MAX).copied().collect();
     map.meta_replicas.sort();
-    let splits = split_points(n_ranges);
+    let splits = split_keys;
     let n_rep = RANGE_REPLICAS.min(order.len());
     for i in 0..n_ranges as usize {
         let start = if i == 0 {
@@ -188,8 +235,54 @@ mod tests {
         assert!(initial_map(ClusterId(1), &[], 1).is_err());
         assert!(initial_map(ClusterId(1), &[hello(1, "r"), hello(1, "r")], 1).is_err());
         assert!(initial_map(ClusterId(1), &[hello(1, "r")], 0).is_err());
+        assert!(initial_map(ClusterId(1), &[hello(1, "r")], INIT_RANGES_MAX + 1).is_err());
         let mut h = hello(1, "r");
         h.cluster_id = 5;
         assert!(initial_map(ClusterId(1), &[h], 1).is_err());
+    }
+
+    #[test]
+    fn split_at_chosen_keys() {
+        let nodes = [hello(1, "us"), hello(2, "eu"), hello(3, "ap")];
+        let keys: Vec<Vec<u8>> = vec![b"eu/".to_vec(), b"eu0".to_vec(), b"us/".to_vec()];
+        let map = initial_map_split_at(ClusterId(3), &nodes, &keys).unwrap();
+        let bounds: Vec<(&[u8], &[u8])> = map
+            .ranges
+            .values()
+            .map(|r| (r.start.as_slice(), r.end.as_slice()))
+            .collect();
+        assert_eq!(
+            bounds,
+            vec![
+                (&b""[..], &b"eu/"[..]),
+                (b"eu/", b"eu0"),
+                (b"eu0", b"us/"),
+                (b"us/", b""),
+            ]
+        );
+        // No split keys: one range.
+        assert_eq!(
+            initial_map_split_at(ClusterId(3), &nodes, &[])
+                .unwrap()
+                .ranges
+                .len(),
+            1
+        );
+        let bad: [(&[&[u8]], &str); 4] = [
+            (&[b"b", b"a"], "sorted and distinct"),
+            (&[b"a", b"a"], "sorted and distinct"),
+            (&[b"a", b""], "empty key"),
+            (&[&[b'k'; 5000]], "longer than"),
+        ];
+        for (keys, want) in bad {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+            let e = initial_map_split_at(ClusterId(3), &nodes, &keys).unwrap_err();
+            assert!(e.message.contains(want), "{e}");
+        }
+        let many: Vec<Vec<u8>> = (0..INIT_RANGES_MAX)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        assert!(check_split_keys(&many).is_err());
+        assert!(check_split_keys(&many[1..]).is_ok());
     }
 }

@@ -14,6 +14,7 @@ pub mod messages;
 mod metrics;
 mod node;
 pub mod probe;
+mod placement;
 mod router;
 mod view;
 
@@ -27,3 +28,4 @@ pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
 pub use view::{ClusterView, LatencyView, NodeStatus, NodeView, RangeView};
+pub use placement::{PlacementView, placement_views};

@@ -17,6 +17,9 @@ pub struct ClusterView {
     /// node's row as that node last reported it.
     #[serde(default)]
     pub latency: Vec<LatencyView>,
+    /// Placement rules, the implicit default first when none is stored for the empty prefix.
+    #[serde(default)]
+    pub placements: Vec<crate::placement::PlacementView>,
 }
 
 /// One cell of the round-trip matrix: probes from `from` to `to`.
@@ -77,6 +80,16 @@ pub struct RangeView {
     /// Latest revision applied on the answering node (if it hosts a replica).
     pub revision: Option<u64>,
     pub version: u64,
+    /// Prefix of the placement rule governing the range (empty: the default); `None` for the
+    /// meta group, which no rule governs.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Nodes being added to the range, not voting yet.
+    #[serde(default)]
+    pub learners: Vec<u64>,
+    /// Region of the leader, if it is known.
+    #[serde(default)]
+    pub leader_region: Option<String>,
 }
 
 /// One node's own status.

@@ -12,6 +12,7 @@ pub mod kv;
 pub mod kv_types;
 pub mod meta;
 pub mod placement;
+pub mod placement_check;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};
@@ -19,3 +20,4 @@ pub use kv::KvState;
 pub use kv_types::*;
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo};
 pub use placement::{PlacementRule, Survival};
+pub use placement_check::{assign, meets, validate_rule};

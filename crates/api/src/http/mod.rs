@@ -9,6 +9,7 @@
 //! | `POST /v1/txn` | a transaction ([`txn`]) |
 //! | `POST /v1/compact` | compact below `{"revision":N}` |
 //! | `GET /v1/cluster` | the cluster view |
+//! | `GET /v1/placement`, `GET/PUT/DELETE /v1/placement/{prefix}` | placement rules ([`placement`]) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
@@ -17,6 +18,7 @@
 pub mod error;
 pub mod json;
 pub mod kv;
+pub mod placement;
 pub mod request_id;
 pub mod txn;
 
@@ -50,6 +52,19 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
         .route("/v1/txn", post(txn::txn::<A>))
         .route("/v1/compact", post(kv::compact::<A>))
         .route("/v1/cluster", get(cluster::<A>))
+        .route("/v1/placement", get(placement::list::<A>))
+        .route(
+            "/v1/placement/",
+            get(placement::get_default::<A>)
+                .put(placement::put_default::<A>)
+                .delete(placement::delete_default::<A>),
+        )
+        .route(
+            "/v1/placement/{*prefix}",
+            get(placement::get_prefix::<A>)
+                .put(placement::put_prefix::<A>)
+                .delete(placement::delete_prefix::<A>),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))

@@ -6,14 +6,16 @@
 pub mod http;
 
 use meridian_node::{
-    ClientApi, ClusterView, Consistency, NodeStatus, NodeView, RangeView, WriteOptions,
+    ClientApi, ClusterView, Consistency, NodeStatus, NodeView, PlacementView, RangeView,
+    WriteOptions, placement_views,
 };
+use meridian_state::{ClusterMap, NodeInfo, NodeState, PlacementRule, RangeInfo, validate_rule};
 use meridian_state::{
     Compare, CompareOp, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, KeyValue,
     PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, TxnRequest,
     TxnResponse,
 };
-use meridian_types::{ErrorCode, Limits, MeridianError, RequestId};
+use meridian_types::{ClusterId, ErrorCode, Limits, MeridianError, NodeId, RangeId, RequestId};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -50,6 +52,52 @@ pub struct FakeApi {
     pub fail_next: Arc<Mutex<Option<MeridianError>>>,
     pub not_ready: Arc<Mutex<Option<MeridianError>>>,
     limits: Arc<Limits>,
+    /// The cluster map placement rules are checked against and stored in: see [`topology`].
+    pub map: Arc<Mutex<ClusterMap>>,
+}
+
+/// Five active nodes (us-east zones a, b; eu-west zones a, b; ap-south zone a) and three ranges:
+/// `["", "eu/")`, `["eu/", "eu0")`, `["eu0", "")`.
+pub fn topology() -> ClusterMap {
+    let mut m = ClusterMap {
+        cluster_id: ClusterId(CLUSTER_ID),
+        version: 1,
+        ..Default::default()
+    };
+    for (id, region, zone) in [
+        (1, "us-east", "a"),
+        (2, "us-east", "b"),
+        (3, "eu-west", "a"),
+        (4, "eu-west", "b"),
+        (5, "ap-south", "a"),
+    ] {
+        m.nodes.insert(
+            NodeId(id),
+            NodeInfo {
+                id: NodeId(id),
+                addr: format!("127.0.0.1:{}", 7000 + id),
+                region: region.into(),
+                zone: zone.into(),
+                state: NodeState::Active,
+            },
+        );
+    }
+    let bounds: [(&[u8], &[u8]); 3] = [(b"", b"eu/"), (b"eu/", b"eu0"), (b"eu0", b"")];
+    for (i, (start, end)) in bounds.into_iter().enumerate() {
+        let id = RangeId(i as u64 + 1);
+        m.ranges.insert(
+            id,
+            RangeInfo {
+                id,
+                start: start.to_vec(),
+                end: end.to_vec(),
+                replicas: vec![NodeId(1), NodeId(3), NodeId(5)],
+                learners: vec![],
+                version: 1,
+            },
+        );
+    }
+    m
 }
 
 impl Default for FakeApi {
@@ -66,6 +114,7 @@ impl FakeApi {
             fail_next: Arc::default(),
             not_ready: Arc::default(),
             limits: Arc::new(limits),
+            map: Arc::new(Mutex::new(topology())),
         }
     }
 
@@ -333,9 +382,39 @@ impl ClientApi for FakeApi {
                 applied_index: Some(10),
                 revision: None,
                 version: 1,
+                rule: None,
+                learners: vec![],
+                leader_region: Some("eu-west".into()),
             }],
             latency: Vec::new(),
+            placements: placement_views(&self.map.lock()),
         })
+    }
+
+    async fn placements(&self) -> Result<Vec<PlacementView>, MeridianError> {
+        self.injected()?;
+        Ok(placement_views(&self.map.lock()))
+    }
+
+    async fn placement(&self, prefix: Vec<u8>) -> Result<PlacementView, MeridianError> {
+        self.injected()?;
+        placement_views(&self.map.lock())
+            .into_iter()
+            .find(|v| v.prefix.as_bytes() == prefix.as_slice())
+            .ok_or_else(|| MeridianError::new(ErrorCode::KeyNotFound, "no placement rule"))
+    }
+
+    async fn set_placement(&self, rule: PlacementRule) -> Result<PlacementView, MeridianError> {
+        self.injected()?;
+        let mut m = self.map.lock();
+        validate_rule(&rule, &m)?;
+        m.apply(&meridian_state::MetaCommand::SetPlacement(rule.clone()))?;
+        Ok(PlacementView::of(&rule, &m, false))
+    }
+
+    async fn delete_placement(&self, prefix: Vec<u8>) -> Result<bool, MeridianError> {
+        self.injected()?;
+        Ok(self.map.lock().placements.remove(&prefix).is_some())
     }
 
     async fn node_status(&self) -> Result<NodeStatus, MeridianError> {
