@@ -259,7 +259,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn fmt_duration(d: Duration) -> String {
     let us = d.as_micros();
-    if us % 1000 == 0 {
+    if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{}ms", us as f64 / 1000.0)
