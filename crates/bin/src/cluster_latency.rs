@@ -170,6 +170,7 @@ mod tests {
                 edge(2, 1, 76.0, 77.0),
                 edge(9, 1, 5.0, 5.0),
             ],
+            placements: vec![],
         };
         let t = region_table(&v);
         let us_eu = t

@@ -232,6 +232,7 @@ mod tests {
                 r2,
                 range(3, "eu0", "", vec![1, 2, 3], None),
             ],
+            latency: vec![],
             placements: vec![PlacementView {
                 prefix: "eu/".into(),
                 replicas: 3,

@@ -149,12 +149,17 @@ mod tests {
             applied_index: None,
             revision: None,
             version: 1,
+            rule: None,
+            learners: vec![],
+            leader_region: None,
         };
         Topology::from_view(&ClusterView {
             cluster_id: 1,
             node_id: 1,
             nodes: vec![node(1), node(2)],
             ranges: vec![range(1, "", split), range(2, split, "")],
+            latency: vec![],
+            placements: vec![],
         })
     }
 
