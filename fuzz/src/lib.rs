@@ -329,6 +329,7 @@ impl ClientApi for FuzzApi {
                 leader_region: Some("local".into()),
             }],
             placements: vec![],
+            latency: vec![],
         })
     }
 
