@@ -324,6 +324,7 @@ impl ClientApi for FuzzApi {
                 revision: Some(self.state.lock().kv.revision()),
                 version: 1,
             }],
+            placement: vec![],
         })
     }
 

@@ -116,6 +116,7 @@ mod tests {
                 range(2, "m", "", Some(2)),
                 range(1, "", "m", Some(1)),
             ],
+            placement: vec![],
         }
     }
 

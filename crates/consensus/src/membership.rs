@@ -115,14 +115,19 @@ impl RaftGroup {
     }
 
     /// Makes `voters` the group's voters (through a joint config when voters change). Every
-    /// new voter must already be a learner. Voters left out are removed from the group.
-    pub async fn change_voters(&self, voters: &BTreeSet<NodeId>) -> Result<(), MeridianError> {
+    /// new voter must already be a learner. Voters left out stay as learners when `keep`, else
+    /// leave the group.
+    pub async fn change_voters(
+        &self,
+        voters: &BTreeSet<NodeId>,
+        keep: bool,
+    ) -> Result<(), MeridianError> {
         if voters.is_empty() {
             return Err(MeridianError::invalid("a group needs at least one voter"));
         }
         let ids: BTreeSet<u64> = voters.iter().map(|n| n.0).collect();
         self.raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(ids), false)
+            .change_membership(ChangeMembers::ReplaceAllVoters(ids), keep)
             .await
             .map(|_| ())
             .map_err(|e| write_err(self, "change voters", e))

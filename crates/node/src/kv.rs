@@ -217,6 +217,14 @@ fn lossy(b: &[u8]) -> String {
 }
 
 impl ClientApi for Node {
+    async fn drain_node(&self, node: u64) -> Result<crate::DrainStatus, MeridianError> {
+        self.drain(NodeId(node)).await
+    }
+
+    async fn remove_node(&self, node: u64) -> Result<(), MeridianError> {
+        self.remove(NodeId(node)).await
+    }
+
     async fn range(
         &self,
         mut req: RangeRequest,
@@ -463,11 +471,19 @@ impl ClientApi for Node {
         for r in map.ranges.values() {
             ranges.push(view_of(r.id.0, &r.start, &r.end, &r.replicas, r.version));
         }
+        // The meta leader's driver is the one at work; others report nothing.
+        let placement = reports
+            .iter()
+            .filter_map(|(_, r)| r.as_ref())
+            .map(|r| r.placement.clone())
+            .max_by_key(|p| p.len())
+            .unwrap_or_default();
         Ok(ClusterView {
             cluster_id: map.cluster_id.0,
             node_id: self.id().0,
             nodes,
             ranges,
+            placement,
         })
     }
 

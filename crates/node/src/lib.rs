@@ -6,6 +6,7 @@
 
 mod client_api;
 mod config;
+mod drain;
 mod hlc;
 mod kv;
 pub mod latency;
@@ -13,13 +14,14 @@ pub mod layout;
 pub mod messages;
 mod metrics;
 mod node;
+pub mod placement_driver;
 mod router;
 mod view;
 
 pub use client_api::{ClientApi, Consistency, WriteOptions};
-pub use config::NodeConfig;
+pub use config::{NODE_DEAD_AFTER_DEFAULT, NodeConfig};
 pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
-pub use view::{ClusterView, NodeStatus, NodeView, RangeView};
+pub use view::{ClusterView, DrainStatus, NodeStatus, NodeView, RangeView};

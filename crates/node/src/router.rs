@@ -228,7 +228,7 @@ impl Node {
                     g.wait_caught_up(*v, crate::placement_driver::CATCH_UP_WAIT)
                         .await?;
                 }
-                g.change_voters(&voters.into_iter().collect()).await?;
+                g.change_voters(&voters.into_iter().collect(), false).await?;
                 Ok(GroupReply::Done)
             }
             GroupOp::RemoveLearners { nodes } => {

@@ -10,6 +10,9 @@ pub struct ClusterView {
     pub node_id: u64,
     pub nodes: Vec<NodeView>,
     pub ranges: Vec<RangeView>,
+    /// Steps the placement driver is taking, per range (empty when every range meets its rule).
+    #[serde(default)]
+    pub placement: Vec<crate::placement_driver::PlacementStep>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,4 +60,20 @@ pub struct NodeStatus {
     pub raft_applied_index: u64,
     /// Highest revision over the ranges this node hosts.
     pub revision: u64,
+}
+
+/// What a draining node still holds (`POST /v1/cluster/nodes/{id}/drain`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub node: u64,
+    /// `active`, `joining`, `draining` or `removed`.
+    pub state: String,
+    /// Ranges with a replica (voter or learner) on the node.
+    pub replicas: u64,
+    /// Groups the node leads (0 when it does not answer).
+    pub leaders: u64,
+    /// Whether it still votes in the meta group.
+    pub meta_voter: bool,
+    /// Nothing left: `remove` will succeed.
+    pub done: bool,
 }

@@ -9,6 +9,8 @@
 //! | `POST /v1/txn` | a transaction ([`txn`]) |
 //! | `POST /v1/compact` | compact below `{"revision":N}` |
 //! | `GET /v1/cluster` | the cluster view |
+//! | `POST /v1/cluster/nodes/{id}/drain` | start draining a node; what it still holds |
+//! | `DELETE /v1/cluster/nodes/{id}` | remove a drained node (409 `not_drained` before) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
@@ -50,6 +52,11 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
         .route("/v1/txn", post(txn::txn::<A>))
         .route("/v1/compact", post(kv::compact::<A>))
         .route("/v1/cluster", get(cluster::<A>))
+        .route("/v1/cluster/nodes/{id}/drain", post(drain_node::<A>))
+        .route(
+            "/v1/cluster/nodes/{id}",
+            axum::routing::delete(remove_node::<A>),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))
@@ -71,6 +78,21 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 
 async fn cluster<A: ClientApi>(State(api): State<A>) -> Result<Json<ClusterView>, HttpError> {
     Ok(Json(api.cluster_view().await?))
+}
+
+async fn drain_node<A: ClientApi>(
+    State(api): State<A>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Result<Json<meridian_node::DrainStatus>, HttpError> {
+    Ok(Json(api.drain_node(id).await?))
+}
+
+async fn remove_node<A: ClientApi>(
+    State(api): State<A>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    api.remove_node(id).await?;
+    Ok(Json(serde_json::json!({ "removed": id })))
 }
 
 async fn healthz() -> &'static str {

@@ -334,6 +334,7 @@ impl ClientApi for FakeApi {
                 revision: None,
                 version: 1,
             }],
+            placement: vec![],
         })
     }
 
@@ -373,5 +374,21 @@ impl ClientApi for FakeApi {
 
     fn metrics_text(&self) -> String {
         "# TYPE meridian_api_requests_total counter\nmeridian_api_requests_total 3\n# EOF\n".into()
+    }
+
+    async fn drain_node(&self, node: u64) -> Result<meridian_node::DrainStatus, MeridianError> {
+        self.injected()?;
+        Ok(meridian_node::DrainStatus {
+            node,
+            state: "draining".into(),
+            replicas: 2,
+            leaders: 1,
+            meta_voter: false,
+            done: false,
+        })
+    }
+
+    async fn remove_node(&self, _node: u64) -> Result<(), MeridianError> {
+        self.injected()
     }
 }
