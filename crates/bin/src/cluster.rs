@@ -1,4 +1,4 @@
-//! `meridian cluster init|status`.
+//! `meridian cluster init|status|drain|remove`.
 
 use anyhow::{Context, bail};
 use meridian_node::ClusterView;
@@ -42,6 +42,10 @@ enum ClusterCmd {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// Move every replica and leadership off a node, showing progress until it holds nothing.
+    Drain(crate::cluster_drain::DrainArgs),
+    /// Remove a drained node from the cluster (refused with `not_drained` before).
+    Remove(crate::cluster_drain::RemoveArgs),
 }
 
 pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
@@ -63,6 +67,8 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClusterCmd::Drain(a) => crate::cluster_drain::drain(a).await,
+        ClusterCmd::Remove(a) => crate::cluster_drain::remove(a).await,
     }
 }
 
@@ -254,6 +260,18 @@ fn render_view(v: &ClusterView) -> String {
                 .unwrap_or_else(|| "-".into()),
             health
         );
+    }
+    if !v.placement.is_empty() {
+        let _ = writeln!(s, "\nPLACEMENT (steps under way)");
+        let _ = writeln!(s, "{:<5} {:<36} WHY", "RANGE", "STEP");
+        for p in &v.placement {
+            let name = if p.range == 0 {
+                "meta".to_string()
+            } else {
+                p.range.to_string()
+            };
+            let _ = writeln!(s, "{:<5} {:<36} {}", name, p.step, p.reason);
+        }
     }
     s
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod cluster_drain;
 mod config;
 mod kv_cmd;
 mod playground;

@@ -86,9 +86,8 @@ impl Node {
     pub(crate) fn spawn_placement_driver(&self) {
         let node = self.clone();
         let mut stop = self.inner.shutdown_tx.subscribe();
-        tokio::spawn(async move {
-            let span = tracing::info_span!("placement_driver", node_id = node.id().0);
-            let _e = span.enter();
+        let span = tracing::info_span!("placement_driver", node_id = node.id().0);
+        tokio::spawn(tracing::Instrument::instrument(async move {
             loop {
                 tokio::select! {
                     _ = stop.changed() => break,
@@ -96,7 +95,7 @@ impl Node {
                 }
                 node.driver_tick().await;
             }
-        });
+        }, span));
     }
 
     /// Steps the driver is taking (empty unless this node leads the meta group).
@@ -465,6 +464,7 @@ impl Node {
         }
         let rule = map.rule_for(&r);
         let Some(p) = plan_range(&rule, &r.replicas, Some(ms.leader), facts) else {
+            tracing::trace!(range = id.0, ?rule, ?facts, "range meets its rule");
             return Ok(Advance::Idle);
         };
         let reason = p.reason;
