@@ -114,7 +114,12 @@ pub async fn drain(a: DrainArgs) -> anyhow::Result<()> {
         bar.tick();
         if std::time::Instant::now() >= deadline {
             bar.finish_and_clear();
-            bail!("node {} not drained after {}s: {}", a.node, a.timeout_secs, line(&st));
+            bail!(
+                "node {} not drained after {}s: {}",
+                a.node,
+                a.timeout_secs,
+                line(&st)
+            );
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }

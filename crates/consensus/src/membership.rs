@@ -19,7 +19,11 @@ pub const LEARNER_CAUGHT_UP_LAG: u64 = 1000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMembership {
     pub leader: NodeId,
-    /// The voters the group is heading to: the uniform config, or the last config of a joint one.
+    /// Whether the latest membership entry is committed. While it is not, the fields below
+    /// (which describe the last committed membership) may be about to change.
+    pub settled: bool,
+    /// The voters of the committed membership: its uniform config, or the last config of a
+    /// joint one (the config the change was heading to).
     pub voters: Vec<NodeId>,
     /// Whether a voter change is half done (joint config): finishing it means proposing
     /// `voters` again.
@@ -58,7 +62,8 @@ impl RaftGroup {
     pub fn membership(&self) -> Result<GroupMembership, MeridianError> {
         self.ensure_leader()?;
         let m = self.raft.metrics().borrow_watched().clone();
-        let mem = m.membership_config.membership();
+        let settled = m.membership_config.log_id() == m.committed_membership_config.log_id();
+        let mem = m.committed_membership_config.membership();
         let joint = mem.get_joint_config();
         let voters: Vec<NodeId> = joint
             .last()
@@ -79,6 +84,7 @@ impl RaftGroup {
             .collect();
         Ok(GroupMembership {
             leader: self.me,
+            settled,
             voters,
             joint: joint.len() > 1,
             learners,
@@ -87,7 +93,11 @@ impl RaftGroup {
     }
 
     /// Waits up to `timeout` until learner `node` is caught up; `unavailable` if it is not.
-    pub async fn wait_caught_up(&self, node: NodeId, timeout: Duration) -> Result<(), MeridianError> {
+    pub async fn wait_caught_up(
+        &self,
+        node: NodeId,
+        timeout: Duration,
+    ) -> Result<(), MeridianError> {
         self.ensure_leader()?;
         let group = self.group;
         let r = self

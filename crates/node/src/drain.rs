@@ -66,7 +66,10 @@ impl Node {
             .map_arc()
             .filter(|m| m.is_initialized())
             .ok_or_else(|| {
-                MeridianError::new(ErrorCode::NotInitialized, "the cluster map is not known yet")
+                MeridianError::new(
+                    ErrorCode::NotInitialized,
+                    "the cluster map is not known yet",
+                )
             })?;
         map.nodes.get(&node).map(|n| n.state).ok_or_else(|| {
             MeridianError::new(
@@ -89,9 +92,18 @@ impl Node {
             .filter(|r| r.replicas.contains(&node) || r.learners.contains(&node))
             .count() as u64;
         let leaders = if node == self.id() {
-            self.hosted_groups().iter().filter(|g| g.is_leader()).count()
+            self.hosted_groups()
+                .iter()
+                .filter(|g| g.is_leader())
+                .count()
         } else {
-            let env = self.envelope(node, GroupId::META, M_STATUS, Vec::new(), ADMIN_CALL_TIMEOUT);
+            let env = self.envelope(
+                node,
+                GroupId::META,
+                M_STATUS,
+                Vec::new(),
+                ADMIN_CALL_TIMEOUT,
+            );
             match self.inner.transport.call(env).await {
                 Ok(b) => decode::<NodeReport>(&b)
                     .map(|r| r.groups.iter().filter(|g| g.role == "leader").count())

@@ -87,15 +87,18 @@ impl Node {
         let node = self.clone();
         let mut stop = self.inner.shutdown_tx.subscribe();
         let span = tracing::info_span!("placement_driver", node_id = node.id().0);
-        tokio::spawn(tracing::Instrument::instrument(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = tokio::time::sleep(DRIVER_INTERVAL) => {}
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(DRIVER_INTERVAL) => {}
+                    }
+                    node.driver_tick().await;
                 }
-                node.driver_tick().await;
-            }
-        }, span));
+            },
+            span,
+        ));
     }
 
     /// Steps the driver is taking (empty unless this node leads the meta group).
@@ -131,7 +134,11 @@ impl Node {
                 reason: format!("last attempt failed: {}", e.message),
             }),
         };
-        let in_flight = map.ranges.values().filter(|r| !r.learners.is_empty()).count();
+        let in_flight = map
+            .ranges
+            .values()
+            .filter(|r| !r.learners.is_empty())
+            .count();
         let budget = AtomicUsize::new(MOVES_IN_FLIGHT.saturating_sub(in_flight));
         use futures::StreamExt;
         let ids: Vec<RangeId> = map.ranges.keys().copied().collect();
@@ -242,6 +249,9 @@ impl Node {
             return Ok(None);
         };
         let ms = meta.membership()?;
+        if !ms.settled {
+            return Ok(None);
+        }
         let step = |step: String, reason: &str| {
             tracing::info!(group_id = 0, step, reason, "placement step");
             Ok(Some(PlacementStep {
@@ -253,7 +263,10 @@ impl Node {
         if ms.joint {
             meta.change_voters(&ms.voters.iter().copied().collect(), true)
                 .await?;
-            return step(format!("voters -> {:?}", ids(&ms.voters)), "finish a voter change");
+            return step(
+                format!("voters -> {:?}", ids(&ms.voters)),
+                "finish a voter change",
+            );
         }
         let raft: BTreeSet<NodeId> = ms.voters.iter().copied().collect();
         let mapped: BTreeSet<NodeId> = map.meta_replicas.iter().copied().collect();
@@ -275,7 +288,8 @@ impl Node {
             .filter(|l| fact(l).is_none_or(|f| f.state == NodeState::Removed))
             .collect();
         if !gone.is_empty() {
-            meta.remove_learners(&gone.iter().copied().collect()).await?;
+            meta.remove_learners(&gone.iter().copied().collect())
+                .await?;
             return step(format!("drop learners {:?}", ids(&gone)), "node removed");
         }
         let must_go = |n: &NodeId| fact(n).is_none_or(|f| f.state != NodeState::Active || f.dead);
@@ -287,9 +301,8 @@ impl Node {
         else {
             return Ok(None);
         };
-        let usable = |n: &NodeId| {
-            fact(n).is_some_and(|f| f.state == NodeState::Active && f.live && !f.dead)
-        };
+        let usable =
+            |n: &NodeId| fact(n).is_some_and(|f| f.state == NodeState::Active && f.live && !f.dead);
         let mut voters: BTreeSet<NodeId> = raft.clone();
         voters.remove(&v);
         match ms.caught_up.iter().find(|c| usable(c)) {
@@ -421,6 +434,14 @@ impl Node {
         let raft_voters: BTreeSet<NodeId> = ms.voters.iter().copied().collect();
         let map_voters: BTreeSet<NodeId> = r.replicas.iter().copied().collect();
         let took = |s: String, why: &str| Ok(Advance::Took(s, why.to_string()));
+        // Only a committed membership may be recorded in the map (a node the map drops deletes
+        // its replica).
+        if !ms.settled {
+            return Ok(Advance::Waiting(
+                "membership change in flight".into(),
+                "waiting for it to commit".into(),
+            ));
+        }
         // Resume what an earlier driver left half done.
         if ms.joint {
             self.range_op(
@@ -430,7 +451,10 @@ impl Node {
                 },
             )
             .await?;
-            return took(format!("voters -> {:?}", ids(&ms.voters)), "finish a voter change");
+            return took(
+                format!("voters -> {:?}", ids(&ms.voters)),
+                "finish a voter change",
+            );
         }
         if raft_voters != map_voters {
             let learners: Vec<NodeId> = r
@@ -452,12 +476,14 @@ impl Node {
             .filter(|l| !r.learners.contains(l))
             .collect();
         if !stray.is_empty() {
-            self.range_op(g, GroupOp::RemoveLearners { nodes: stray.clone() })
-                .await?;
-            return took(
-                format!("drop learners {:?}", ids(&stray)),
-                "not in the map",
-            );
+            self.range_op(
+                g,
+                GroupOp::RemoveLearners {
+                    nodes: stray.clone(),
+                },
+            )
+            .await?;
+            return took(format!("drop learners {:?}", ids(&stray)), "not in the map");
         }
         if let Some(&l) = r.learners.first() {
             return self.advance_add(&r, &ms, l, facts).await;

@@ -228,7 +228,8 @@ impl Node {
                     g.wait_caught_up(*v, crate::placement_driver::CATCH_UP_WAIT)
                         .await?;
                 }
-                g.change_voters(&voters.into_iter().collect(), false).await?;
+                g.change_voters(&voters.into_iter().collect(), false)
+                    .await?;
                 Ok(GroupReply::Done)
             }
             GroupOp::RemoveLearners { nodes } => {

@@ -118,8 +118,7 @@ pub fn plan_range(
             .filter(|n| !voters.contains(&n.id))
             .filter(|n| {
                 // A replacement for a crowded domain must not crowd another.
-                good.len() < target
-                    || per_domain.get(&domain(rule, n)).copied().unwrap_or(0) < cap
+                good.len() < target || per_domain.get(&domain(rule, n)).copied().unwrap_or(0) < cap
             })
             .collect();
         cands.sort_by_key(|n| {

@@ -46,7 +46,10 @@ fn step(p: Option<Planned>) -> Option<PlanStep> {
 #[test]
 fn a_range_meeting_its_rule_needs_nothing() {
     let r = rule(3, Survival::Region, &[]);
-    assert_eq!(plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(1)), &six()), None);
+    assert_eq!(
+        plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(1)), &six()),
+        None
+    );
 }
 
 #[test]
@@ -105,7 +108,10 @@ fn a_dead_replica_is_replaced_but_never_without_a_replacement() {
         n.dead = true;
         n
     }];
-    assert_eq!(plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(1)), &three), None);
+    assert_eq!(
+        plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(1)), &three),
+        None
+    );
 }
 
 #[test]
@@ -116,13 +122,19 @@ fn the_leader_goes_home_and_fails_over_in_order() {
         step(plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(1)), &nodes)),
         Some(PlanStep::TransferLeader(NodeId(3)))
     );
-    assert_eq!(plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(3)), &nodes), None);
+    assert_eq!(
+        plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(3)), &nodes),
+        None
+    );
     nodes[2].live = false; // ap's voter is down (not yet dead): eu is next
     assert_eq!(
         step(plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(1)), &nodes)),
         Some(PlanStep::TransferLeader(NodeId(2)))
     );
-    assert_eq!(plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(2)), &nodes), None);
+    assert_eq!(
+        plan_range(&r, &ids(&[1, 2, 3]), Some(NodeId(2)), &nodes),
+        None
+    );
 }
 
 #[test]

@@ -79,7 +79,11 @@ fn map_replicas(c: &TestCluster, r: RangeId) -> BTreeSet<NodeId> {
     let via = c.leader_of(GroupId::META).unwrap_or(c.running()[0]);
     c.node(via)
         .cluster_map()
-        .and_then(|m| m.ranges.get(&r).map(|r| r.replicas.iter().copied().collect()))
+        .and_then(|m| {
+            m.ranges
+                .get(&r)
+                .map(|r| r.replicas.iter().copied().collect())
+        })
         .unwrap_or_default()
 }
 
@@ -184,7 +188,10 @@ async fn a_drained_node_is_emptied_then_removed() {
     assert_eq!(map.nodes[&victim].state.as_str(), "removed");
     // Its replicas are deleted on the node itself.
     wait_until("the drained node to delete its replicas", T, || async {
-        c.node(victim).hosted_groups().iter().all(|g| g.group().is_meta())
+        c.node(victim)
+            .hosted_groups()
+            .iter()
+            .all(|g| g.group().is_meta())
     })
     .await
     .unwrap();
@@ -221,17 +228,18 @@ async fn a_dead_nodes_replicas_are_replaced() {
     }
     // Back from the dead, it drops the replicas it no longer holds and still follows the map.
     c.restart(dead).await.unwrap();
-    wait_until("the returning node to drop its stale replicas", T, || async {
-        let n = c.node(dead);
-        let via = c.leader_of(GroupId::META).unwrap_or(dead);
-        let map = c.node(via).cluster_map().unwrap();
-        n.hosted_groups().iter().all(|g| {
-            g.group().is_meta()
-                || map.ranges[&RangeId(g.group().0)]
-                    .replicas
-                    .contains(&dead)
-        })
-    })
+    wait_until(
+        "the returning node to drop its stale replicas",
+        T,
+        || async {
+            let n = c.node(dead);
+            let via = c.leader_of(GroupId::META).unwrap_or(dead);
+            let map = c.node(via).cluster_map().unwrap();
+            n.hosted_groups().iter().all(|g| {
+                g.group().is_meta() || map.ranges[&RangeId(g.group().0)].replicas.contains(&dead)
+            })
+        },
+    )
     .await
     .unwrap();
     c.shutdown().await;
