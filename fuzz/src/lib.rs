@@ -330,6 +330,7 @@ impl ClientApi for FuzzApi {
             }],
             placements: vec![],
             latency: vec![],
+            placement: vec![],
         })
     }
 

@@ -174,6 +174,24 @@ async fn cluster_view_is_json() {
 }
 
 #[tokio::test]
+async fn drain_and_remove_nodes() {
+    let (api, app) = app();
+    let r = call(&app, "POST", "/v1/cluster/nodes/3/drain", Body::empty()).await;
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["node"], 3);
+    assert_eq!(j["replicas"], 2);
+    assert_eq!(j["done"], false);
+    api.fail_next(MeridianError::new(ErrorCode::NotDrained, "still holds 2"));
+    call(&app, "DELETE", "/v1/cluster/nodes/3", Body::empty())
+        .await
+        .assert_error(409, "not_drained");
+    let r = call(&app, "DELETE", "/v1/cluster/nodes/3", Body::empty()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["removed"], 3);
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics() {
     let (api, app) = app();
     let r = get(&app, "/healthz").await;

@@ -1,4 +1,5 @@
-//! `meridian cluster init|status|latency` (the status picture is drawn by `status_view.rs`).
+//! `meridian cluster init|status|latency|drain|remove` (the status picture is drawn by
+//! `status_view.rs`).
 
 use anyhow::{Context, bail};
 use meridian_node::ClusterView;
@@ -60,6 +61,10 @@ enum ClusterCmd {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// Move every replica and leadership off a node, showing progress until it holds nothing.
+    Drain(crate::cluster_drain::DrainArgs),
+    /// Remove a drained node from the cluster (refused with `not_drained` before).
+    Remove(crate::cluster_drain::RemoveArgs),
 }
 
 pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
@@ -102,6 +107,8 @@ pub async fn run(a: ClusterArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClusterCmd::Drain(a) => crate::cluster_drain::drain(a).await,
+        ClusterCmd::Remove(a) => crate::cluster_drain::remove(a).await,
     }
 }
 

@@ -171,6 +171,7 @@ mod tests {
                 edge(9, 1, 5.0, 5.0),
             ],
             placements: vec![],
+            placement: vec![],
         };
         let t = region_table(&v);
         let us_eu = t

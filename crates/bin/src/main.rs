@@ -4,6 +4,7 @@
 mod bench;
 mod cluster;
 mod cluster_latency;
+mod cluster_drain;
 mod config;
 mod kv_cmd;
 mod placement_cmd;

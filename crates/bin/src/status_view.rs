@@ -119,6 +119,22 @@ pub fn render(v: &ClusterView) -> String {
         ],
         &rows,
     ));
+    if !v.placement.is_empty() {
+        let _ = writeln!(s, "\nPLACEMENT (steps under way)");
+        let rows: Vec<Vec<String>> = v
+            .placement
+            .iter()
+            .map(|p| {
+                let range = if p.range == 0 {
+                    "meta".to_string()
+                } else {
+                    p.range.to_string()
+                };
+                vec![range, p.step.clone(), p.reason.clone()]
+            })
+            .collect();
+        s.push_str(&table(&["RANGE", "STEP", "WHY"], &rows));
+    }
     s
 }
 
@@ -233,6 +249,7 @@ mod tests {
                 range(3, "eu0", "", vec![1, 2, 3], None),
             ],
             latency: vec![],
+            placement: vec![],
             placements: vec![PlacementView {
                 prefix: "eu/".into(),
                 replicas: 3,

@@ -159,6 +159,7 @@ mod tests {
             nodes: vec![node(1), node(2)],
             ranges: vec![range(1, "", split), range(2, split, "")],
             latency: vec![],
+            placement: vec![],
             placements: vec![],
         })
     }

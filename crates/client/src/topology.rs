@@ -206,6 +206,7 @@ mod tests {
             ],
             latency: Vec::new(),
             placements: vec![],
+            placement: vec![],
         }
     }
 

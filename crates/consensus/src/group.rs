@@ -3,7 +3,9 @@
 
 use crate::freshness::{Echo, FollowerFreshness, LeaderSnapshot, Proof};
 use crate::log_store::GroupLogStore;
-use crate::network::{M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_VOTE, NetFactory, RaftRouter};
+use crate::network::{
+    M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_TRANSFER_LEADER, M_VOTE, NetFactory, RaftRouter,
+};
 use crate::state_machine::GroupStateMachine;
 use crate::typ::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 use meridian_state::{Command, CommandResult, GroupState};
@@ -11,14 +13,14 @@ use meridian_storage::LogStore;
 use meridian_types::{ErrorCode, GroupId, MeridianError, NodeId};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
 use openraft_multi::GroupNetworkFactory;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-type Raft = openraft::Raft<TypeConfig, GroupStateMachine>;
+pub(crate) type Raft = openraft::Raft<TypeConfig, GroupStateMachine>;
 
 /// Timing and log-size settings shared by every group of a node.
 #[derive(Clone, Debug)]
@@ -74,15 +76,15 @@ pub struct GroupStatus {
 /// One Raft group hosted on this node.
 #[derive(Clone)]
 pub struct RaftGroup {
-    group: GroupId,
-    me: NodeId,
-    raft: Raft,
+    pub(crate) group: GroupId,
+    pub(crate) me: NodeId,
+    pub(crate) raft: Raft,
     sm: GroupStateMachine,
     router: RaftRouter,
     freshness: Arc<FollowerFreshness>,
 }
 
-fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
+pub(crate) fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
     MeridianError::unavailable(format!("group {group} is not running: {e}"))
 }
 
@@ -378,6 +380,14 @@ impl RaftGroup {
                 enc(self
                     .raft
                     .install_full_snapshot(vote, snap)
+                    .await
+                    .map_err(|e| e.to_string()))
+            }
+            M_TRANSFER_LEADER => {
+                let req: TransferLeaderRequest<TypeConfig> = dec(method, payload)?;
+                enc(self
+                    .raft
+                    .handle_transfer_leader(req)
                     .await
                     .map_err(|e| e.to_string()))
             }

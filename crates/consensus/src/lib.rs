@@ -10,6 +10,7 @@
 mod freshness;
 mod group;
 mod log_store;
+mod membership;
 mod network;
 mod runtime;
 mod state_machine;
@@ -19,6 +20,7 @@ mod typ;
 mod conformance;
 
 pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
+pub use membership::{GroupMembership, LEARNER_CAUGHT_UP_LAG};
 pub use network::RaftRouter;
 
 /// The log id (term, leader and index) of a stored log record, for checks that compare the logs

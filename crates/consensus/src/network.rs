@@ -9,7 +9,8 @@ use openraft::OptionalSend;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub(crate) const M_APPEND: &str = "raft.append";
 pub(crate) const M_VOTE: &str = "raft.vote";
 pub(crate) const M_PRE_VOTE: &str = "raft.pre_vote";
 pub(crate) const M_SNAPSHOT: &str = "raft.snapshot";
+pub(crate) const M_TRANSFER_LEADER: &str = "raft.transfer_leader";
 
 /// How long a snapshot transfer may take.
 pub const SNAPSHOT_SEND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -161,6 +163,19 @@ impl GroupRouter<TypeConfig, GroupId> for RaftRouter {
             closed = cancel => Err(StreamingError::Closed(closed)),
             r = self.send(target, group_id, M_SNAPSHOT, &req, SNAPSHOT_SEND_TIMEOUT) => r.map_err(StreamingError::from),
         }
+    }
+
+    async fn transfer_leader(
+        &self,
+        target: u64,
+        group_id: GroupId,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // The chosen node starts an election once it holds the leader's log; the others drop
+        // the leader's lease so they vote for it.
+        self.send(target, group_id, M_TRANSFER_LEADER, &req, ttl(&option))
+            .await
     }
 }
 

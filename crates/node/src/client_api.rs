@@ -1,7 +1,7 @@
 //! The interface every client protocol (HTTP, etcd gRPC) is served through.
 
 use crate::placement::PlacementView;
-use crate::view::{ClusterView, NodeStatus};
+use crate::view::{ClusterView, DrainStatus, NodeStatus};
 use meridian_state::{
     DeleteRangeRequest, DeleteRangeResponse, PlacementRule, PutRequest, PutResponse, RangeRequest,
     RangeResponse, TxnRequest, TxnResponse,
@@ -213,6 +213,29 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
 
     /// The Prometheus text exposition of every metric of this node.
     fn metrics_text(&self) -> String;
+
+    /// Starts draining `node` (idempotent): the placement driver moves its replicas and
+    /// leaderships away. Returns what it still holds.
+    fn drain_node(
+        &self,
+        node: u64,
+    ) -> impl Future<Output = Result<DrainStatus, MeridianError>> + Send {
+        async move {
+            Err(MeridianError::invalid(format!(
+                "draining node {node} is not supported here"
+            )))
+        }
+    }
+
+    /// Marks a node that holds nothing as removed; `not_drained` while it still holds replicas
+    /// or votes in the meta group.
+    fn remove_node(&self, node: u64) -> impl Future<Output = Result<(), MeridianError>> + Send {
+        async move {
+            Err(MeridianError::invalid(format!(
+                "removing node {node} is not supported here"
+            )))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,14 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// The wall clock the hybrid logical clock reads (the system clock but in simulations).
     pub clock: crate::WallClock,
+    /// A node that has answered no probe for this long counts as dead: the placement driver
+    /// replaces its replicas. Default [`NODE_DEAD_AFTER_DEFAULT`].
+    pub node_dead_after: Duration,
 }
+
+/// Default of [`NodeConfig::node_dead_after`]: long enough that a restart or a short network
+/// cut does not cause a wave of replica moves.
+pub const NODE_DEAD_AFTER_DEFAULT: Duration = Duration::from_secs(60);
 
 impl NodeConfig {
     pub fn new(
@@ -43,6 +50,7 @@ impl NodeConfig {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(10),
             clock: crate::WallClock::system(),
+            node_dead_after: NODE_DEAD_AFTER_DEFAULT,
         }
     }
 }

@@ -219,6 +219,14 @@ fn lossy(b: &[u8]) -> String {
 }
 
 impl ClientApi for Node {
+    async fn drain_node(&self, node: u64) -> Result<crate::DrainStatus, MeridianError> {
+        self.drain(NodeId(node)).await
+    }
+
+    async fn remove_node(&self, node: u64) -> Result<(), MeridianError> {
+        self.remove(NodeId(node)).await
+    }
+
     async fn range(
         &self,
         req: RangeRequest,
@@ -489,6 +497,13 @@ impl ClientApi for Node {
             v.learners = r.learners.iter().map(|n| n.0).collect();
             ranges.push(v);
         }
+        // The meta leader's driver is the one at work; others report nothing.
+        let placement = reports
+            .iter()
+            .filter_map(|(_, r)| r.as_ref())
+            .map(|r| r.placement.clone())
+            .max_by_key(|p| p.len())
+            .unwrap_or_default();
         Ok(ClusterView {
             cluster_id: map.cluster_id.0,
             node_id: self.id().0,
@@ -496,6 +511,7 @@ impl ClientApi for Node {
             ranges,
             latency: crate::probe::latency_view(self),
             placements: crate::placement::placement_views(&map),
+            placement,
         })
     }
 

@@ -6,6 +6,7 @@
 
 mod client_api;
 mod config;
+mod drain;
 mod hlc;
 mod kv;
 pub mod latency;
@@ -15,6 +16,7 @@ mod metrics;
 mod node;
 pub mod probe;
 mod placement;
+pub mod placement_driver;
 mod router;
 mod view;
 
@@ -22,10 +24,10 @@ pub use client_api::{
     BOUNDED_STALENESS_MAX, CONSISTENCY_FORMS, ClientApi, Consistency, RangeRead, ReadOptions,
     WriteOptions,
 };
-pub use config::NodeConfig;
+pub use config::{NODE_DEAD_AFTER_DEFAULT, NodeConfig};
 pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
-pub use view::{ClusterView, LatencyView, NodeStatus, NodeView, RangeView};
+pub use view::{ClusterView, DrainStatus, LatencyView, NodeStatus, NodeView, RangeView};
 pub use placement::{PlacementView, placement_views};

@@ -68,6 +68,21 @@ pub enum GroupOp {
         node: NodeId,
         addr: String,
     },
+    /// The group's membership as its leader sees it (placement driver).
+    Membership,
+    /// Makes `voters` the group's voters; every new voter must be a learner, and is given a
+    /// moment to catch up first (`unavailable` while it is still behind).
+    ChangeVoters {
+        voters: Vec<NodeId>,
+    },
+    /// Drops learners from the group (a move given up).
+    RemoveLearners {
+        nodes: Vec<NodeId>,
+    },
+    /// Hands leadership to voter `to`.
+    TransferLeader {
+        to: NodeId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -110,6 +125,7 @@ pub enum GroupReply {
     },
     Kv(KvResult),
     Done,
+    Membership(meridian_consensus::GroupMembership),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -137,4 +153,6 @@ pub struct NodeReport {
     pub groups: Vec<GroupReport>,
     pub map: Option<ClusterMap>,
     pub disk_bytes: u64,
+    /// Steps the placement driver is taking (empty unless this node leads the meta group).
+    pub placement: Vec<crate::placement_driver::PlacementStep>,
 }

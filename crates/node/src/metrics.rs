@@ -21,6 +21,11 @@ pub struct OpOnly {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: String,
 }
@@ -64,6 +69,11 @@ pub struct Metrics {
     /// Probe round trip to each peer, p99 of the recent ones.
     pub peer_rtt_p99_seconds: Family<PeerLabel, Gauge<f64, AtomicU64>>,
     pub peer_probe_failures: Family<PeerLabel, Counter>,
+    /// Replica moves started by the placement driver, by kind (`add`, `remove`).
+    pub placement_moves: Family<KindLabel, Counter>,
+    pub placement_leader_transfers: Counter,
+    /// Ranges the placement driver is still working on (set on the meta leader).
+    pub ranges_out_of_rule: Gauge,
 }
 
 impl Metrics {
@@ -160,6 +170,24 @@ impl Metrics {
             "Probes of each peer that failed or timed out",
             peer_probe_failures.clone(),
         );
+        let placement_moves = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "placement_moves",
+            "Replica moves started by the placement driver, by kind",
+            placement_moves.clone(),
+        );
+        let placement_leader_transfers = Counter::default();
+        registry.register(
+            "placement_leader_transfers",
+            "Leader transfers asked for by the placement driver",
+            placement_leader_transfers.clone(),
+        );
+        let ranges_out_of_rule = Gauge::default();
+        registry.register(
+            "ranges_out_of_rule",
+            "Ranges not yet meeting their placement rule (on the meta leader)",
+            ranges_out_of_rule.clone(),
+        );
         Self {
             registry,
             peer_rtt_seconds,
@@ -177,7 +205,18 @@ impl Metrics {
             raft_leader_changes,
             raft_groups_led,
             raft_groups_hosted,
+            placement_moves,
+            placement_leader_transfers,
+            ranges_out_of_rule,
         }
+    }
+
+    pub fn placement_moves_inc(&self, kind: &str) {
+        self.placement_moves
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

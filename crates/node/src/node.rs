@@ -52,7 +52,9 @@ pub(crate) struct Inner {
     /// Serializes group creation, init and join.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
     last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
-    shutdown_tx: watch::Sender<bool>,
+    pub(crate) shutdown_tx: watch::Sender<bool>,
+    /// The placement driver's display and pacing state (see `placement_driver.rs`).
+    pub(crate) driver: crate::placement_driver::DriverState,
 }
 
 /// One Meridian node. Cheap to clone.
@@ -139,12 +141,14 @@ impl Node {
                 admin_lock: tokio::sync::Mutex::new(()),
                 last_leaders: Mutex::new(BTreeMap::new()),
                 shutdown_tx,
+                driver: Default::default(),
             }),
         };
         if node.cluster_id() != 0 {
             node.reconcile().await;
         }
         node.spawn_background();
+        node.spawn_placement_driver();
         Ok(node)
     }
 
@@ -281,9 +285,12 @@ impl Node {
             }
         }
         for r in map.ranges.values() {
-            if r.replicas.contains(&me) && self.group(r.id.group()).is_none() {
+            // A learner being added opens the group uninitialised; the leader fills it.
+            let hosts = r.replicas.contains(&me) || r.learners.contains(&me);
+            if hosts && self.group(r.id.group()).is_none() {
                 let voters = addrs(&map, &r.replicas);
                 let init_first = r.replicas.iter().min() == Some(&me);
+                let init_first = init_first && r.learners.is_empty() && r.version <= 1;
                 if let Err(e) = self
                     .open_group(r.id.group(), if init_first { Some(voters) } else { None })
                     .await
@@ -292,6 +299,7 @@ impl Node {
                 }
             }
         }
+        self.close_departed_groups().await;
         // The first meta leader writes the bootstrap map into the meta group.
         if let Some(meta) = self.group(GroupId::META) {
             let stored = meta.read(|s| s.meta.is_initialized());
@@ -535,6 +543,7 @@ impl Node {
             groups,
             map: self.cluster_map(),
             disk_bytes: self.inner.store.disk_bytes(),
+            placement: self.placement_steps(),
         }
     }
 

@@ -248,6 +248,25 @@ impl Node {
                 g.add_learner(node, addr).await?;
                 Ok(GroupReply::Done)
             }
+            GroupOp::Membership => Ok(GroupReply::Membership(g.membership()?)),
+            GroupOp::ChangeVoters { voters } => {
+                let m = g.membership()?;
+                for v in voters.iter().filter(|v| !m.voters.contains(v)) {
+                    g.wait_caught_up(*v, crate::placement_driver::CATCH_UP_WAIT)
+                        .await?;
+                }
+                g.change_voters(&voters.into_iter().collect(), false)
+                    .await?;
+                Ok(GroupReply::Done)
+            }
+            GroupOp::RemoveLearners { nodes } => {
+                g.remove_learners(&nodes.into_iter().collect()).await?;
+                Ok(GroupReply::Done)
+            }
+            GroupOp::TransferLeader { to } => {
+                g.transfer_leader(to).await?;
+                Ok(GroupReply::Done)
+            }
         }
     }
 

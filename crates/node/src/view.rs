@@ -20,6 +20,9 @@ pub struct ClusterView {
     /// Placement rules, the implicit default first when none is stored for the empty prefix.
     #[serde(default)]
     pub placements: Vec<crate::placement::PlacementView>,
+    /// Steps the placement driver is taking, per range (empty when every range meets its rule).
+    #[serde(default)]
+    pub placement: Vec<crate::placement_driver::PlacementStep>,
 }
 
 /// One cell of the round-trip matrix: probes from `from` to `to`.
@@ -107,4 +110,20 @@ pub struct NodeStatus {
     pub raft_applied_index: u64,
     /// Highest revision over the ranges this node hosts.
     pub revision: u64,
+}
+
+/// What a draining node still holds (`POST /v1/cluster/nodes/{id}/drain`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub node: u64,
+    /// `active`, `joining`, `draining` or `removed`.
+    pub state: String,
+    /// Ranges with a replica (voter or learner) on the node.
+    pub replicas: u64,
+    /// Groups the node leads (0 when it does not answer).
+    pub leaders: u64,
+    /// Whether it still votes in the meta group.
+    pub meta_voter: bool,
+    /// Nothing left: `remove` will succeed.
+    pub done: bool,
 }

@@ -35,6 +35,7 @@ impl fmt::Display for Command {
                     MetaCommand::SetPlacement(_) => "set_placement",
                     MetaCommand::DeletePlacement { .. } => "delete_placement",
                     MetaCommand::SetRangeMembers { .. } => "set_range_members",
+                    MetaCommand::SetMetaReplicas { .. } => "set_meta_replicas",
                 }
             ),
         }

@@ -13,6 +13,7 @@ pub mod kv_types;
 pub mod meta;
 pub mod placement;
 pub mod placement_check;
+pub mod placement_plan;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};

@@ -193,6 +193,10 @@ pub enum MetaCommand {
         learners: Vec<NodeId>,
         expect_version: u64,
     },
+    /// Records the meta group's voters after its Raft membership changed.
+    SetMetaReplicas {
+        replicas: Vec<NodeId>,
+    },
 }
 
 impl ClusterMap {
@@ -282,6 +286,19 @@ impl ClusterMap {
                 r.replicas = replicas.clone();
                 r.learners = learners.clone();
                 r.version += 1;
+                self.version += 1;
+            }
+            MetaCommand::SetMetaReplicas { replicas } => {
+                if replicas.is_empty() {
+                    return Err(MeridianError::invalid("the meta group needs a voter"));
+                }
+                if let Some(n) = replicas.iter().find(|n| !self.nodes.contains_key(n)) {
+                    return Err(MeridianError::new(
+                        ErrorCode::UnknownNode,
+                        format!("node {n} is not in the cluster"),
+                    ));
+                }
+                self.meta_replicas = replicas.clone();
                 self.version += 1;
             }
         }

@@ -10,6 +10,8 @@
 //! | `POST /v1/compact` | compact below `{"revision":N}` |
 //! | `GET /v1/cluster` | the cluster view |
 //! | `GET /v1/placement`, `GET/PUT/DELETE /v1/placement/{prefix}` | placement rules ([`placement`]) |
+//! | `POST /v1/cluster/nodes/{id}/drain` | start draining a node; what it still holds |
+//! | `DELETE /v1/cluster/nodes/{id}` | remove a drained node (409 `not_drained` before) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
@@ -65,6 +67,11 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
                 .put(placement::put_prefix::<A>)
                 .delete(placement::delete_prefix::<A>),
         )
+        .route("/v1/cluster/nodes/{id}/drain", post(drain_node::<A>))
+        .route(
+            "/v1/cluster/nodes/{id}",
+            axum::routing::delete(remove_node::<A>),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))
@@ -86,6 +93,21 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> Response {
 
 async fn cluster<A: ClientApi>(State(api): State<A>) -> Result<Json<ClusterView>, HttpError> {
     Ok(Json(api.cluster_view().await?))
+}
+
+async fn drain_node<A: ClientApi>(
+    State(api): State<A>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Result<Json<meridian_node::DrainStatus>, HttpError> {
+    Ok(Json(api.drain_node(id).await?))
+}
+
+async fn remove_node<A: ClientApi>(
+    State(api): State<A>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    api.remove_node(id).await?;
+    Ok(Json(serde_json::json!({ "removed": id })))
 }
 
 async fn healthz() -> &'static str {

@@ -388,6 +388,7 @@ impl ClientApi for FakeApi {
             }],
             latency: Vec::new(),
             placements: placement_views(&self.map.lock()),
+            placement: vec![],
         })
     }
 
@@ -453,5 +454,21 @@ impl ClientApi for FakeApi {
 
     fn metrics_text(&self) -> String {
         "# TYPE meridian_api_requests_total counter\nmeridian_api_requests_total 3\n# EOF\n".into()
+    }
+
+    async fn drain_node(&self, node: u64) -> Result<meridian_node::DrainStatus, MeridianError> {
+        self.injected()?;
+        Ok(meridian_node::DrainStatus {
+            node,
+            state: "draining".into(),
+            replicas: 2,
+            leaders: 1,
+            meta_voter: false,
+            done: false,
+        })
+    }
+
+    async fn remove_node(&self, _node: u64) -> Result<(), MeridianError> {
+        self.injected()
     }
 }
