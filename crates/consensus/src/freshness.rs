@@ -52,6 +52,17 @@ pub(crate) struct Proof {
     pub commit_index: u64,
 }
 
+/// A random incarnation for a replica being opened. From the OS-seeded hasher keys rather than
+/// `meridian_types::rng`, so opening a group draws nothing from a simulation's seeded stream
+/// (which would shift every later draw); its value changes no decision, only whether two
+/// incarnations are equal. The top bit is set so it always encodes to the same length.
+pub(crate) fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish() | (1 << 63)
+}
+
 /// The follower side: this replica's clock epoch, incarnation and the proofs received.
 pub(crate) struct FollowerFreshness {
     incarnation: u64,
@@ -271,6 +282,12 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn incarnations_differ() {
+        assert_ne!(new_incarnation(), new_incarnation());
+        assert!(new_incarnation() >= 1 << 63);
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl RaftGroup {
             raft,
             sm,
             router,
-            freshness: Arc::new(FollowerFreshness::new(meridian_types::rng::next_u64())),
+            freshness: Arc::new(FollowerFreshness::new(crate::freshness::new_incarnation())),
         })
     }
 
