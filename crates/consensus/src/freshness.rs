@@ -7,8 +7,9 @@
 //!    its own monotonic clock (`received_us`), tagged with a random incarnation of its replica.
 //! 2. The leader keeps the last few echoes per follower with the time each reply *arrived*
 //!    (`arrived`, leader's monotonic clock). On each later AppendEntries to that follower it looks
-//!    at one consistent metrics snapshot of its group: it must lead, have committed an entry of
-//!    its own term (so its commit index covers every earlier leader's acknowledged writes), and
+//!    at one consistent metrics snapshot of its group: it must lead, have committed an entry it
+//!    proposed in its term (so its commit index covers every earlier leader's acknowledged
+//!    writes), and
 //!    have a quorum acknowledgement of a request sent at `quorum_acked`. It picks the newest echo
 //!    with `arrived <= quorum_acked` and sends a [`Proof`] `(received_us, commit_index)`.
 //! 3. The follower keeps the last few proofs. Once its applied index reaches a proof's
@@ -132,10 +133,13 @@ fn staleness_from(proofs: &VecDeque<Proof>, applied_index: u64, now_us: u64) -> 
 /// What a leader's metrics say, read from one consistent snapshot.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LeaderSnapshot {
+    /// This node.
+    pub me: u64,
     pub state: ServerState,
     pub current_term: u64,
-    /// `(term, index)` of the last committed entry.
-    pub committed: Option<(u64, u64)>,
+    /// `(term, proposing node, index)` of the last committed entry (openraft's default leader
+    /// ids are `(term, node)`: several nodes may lead one term, one after the other).
+    pub committed: Option<(u64, u64, u64)>,
     pub quorum_acked: Option<Instant>,
 }
 
@@ -178,9 +182,11 @@ fn proof_from(echoes: &EchoLog, s: &LeaderSnapshot) -> Option<Proof> {
     if s.state != ServerState::Leader {
         return None;
     }
-    let (term, commit_index) = s.committed?;
-    if term != s.current_term {
-        return None; // the commit index may not yet cover earlier leaders' writes
+    let (term, proposer, commit_index) = s.committed?;
+    if term != s.current_term || proposer != s.me {
+        // Until an entry of its own leadership is committed, a new leader's commit index may
+        // not cover the writes earlier leaders acknowledged.
+        return None;
     }
     let acked = s.quorum_acked?;
     let (_, echo) = echoes.iter().rev().find(|(arrived, _)| *arrived <= acked)?;
@@ -198,10 +204,11 @@ mod tests {
     fn snap(
         state: ServerState,
         term: u64,
-        committed: Option<(u64, u64)>,
+        committed: Option<(u64, u64, u64)>,
         acked: Option<Instant>,
     ) -> LeaderSnapshot {
         LeaderSnapshot {
+            me: 1,
             state,
             current_term: term,
             committed,
@@ -230,7 +237,7 @@ mod tests {
         let ok = snap(
             ServerState::Leader,
             3,
-            Some((3, 50)),
+            Some((3, 1, 50)),
             Some(t0 + Duration::from_millis(50)),
         );
         assert_eq!(
@@ -266,7 +273,18 @@ mod tests {
             proof_from(
                 &q,
                 &LeaderSnapshot {
-                    committed: Some((2, 50)),
+                    committed: Some((2, 1, 50)),
+                    ..ok
+                }
+            ),
+            None
+        );
+        // An entry of this term, but proposed by the node that led it before this one.
+        assert_eq!(
+            proof_from(
+                &q,
+                &LeaderSnapshot {
+                    committed: Some((3, 2, 50)),
                     ..ok
                 }
             ),
