@@ -28,6 +28,10 @@ struct Args {
     /// Seeds run at once (each in its own process); default: the number of CPUs.
     #[arg(long)]
     jobs: Option<usize>,
+    /// Add a reader of `bounded:<ms>` reads checked against their reported staleness
+    /// (`invariants::bounded_staleness`). Off by default: it changes every seed's schedule.
+    #[arg(long)]
+    bounded_reads: bool,
     /// Log filter for the nodes (e.g. `info`, `meridian_node=debug`), with --seed.
     #[arg(long)]
     log: Option<String>,
@@ -62,6 +66,10 @@ fn print_outcome(o: &Outcome, secs: f64) {
 
 fn main() {
     let args = Args::parse();
+    if args.bounded_reads {
+        // SAFETY: no other thread exists yet; the seeds' child processes inherit it.
+        unsafe { std::env::set_var(meridian_sim::BOUNDED_READS_ENV, "1") };
+    }
     if let Some(seed) = args.seed {
         if let Some(filter) = &args.log {
             tracing_subscriber::fmt()

@@ -29,6 +29,10 @@ const WARMUP: Duration = Duration::from_secs(3);
 /// How long after the heal the cluster has to answer every key on every node and converge.
 const RECOVERY_MAX: Duration = Duration::from_secs(60);
 
+/// Set (by `--bounded-reads`) to add the `bounded` reader to every run. Off by default, so the
+/// default workload — and every seed's trace — stays as it was.
+pub const BOUNDED_READS_ENV: &str = "MERIDIAN_SIM_BOUNDED_READS";
+
 /// What a seed decides.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -519,7 +523,7 @@ pub fn run_plan(plan: Plan) -> Outcome {
         let (p, h) = (plan.clone(), history.clone());
         sim.client(format!("c{j}"), client(p, j, h, safety_end));
     }
-    {
+    if std::env::var_os(BOUNDED_READS_ENV).is_some() {
         let (p, h) = (plan.clone(), history.clone());
         sim.client("bounded", bounded_reader(p, h, safety_end));
     }

@@ -12,6 +12,7 @@
 //! Codemap:
 //! - [`Client`] (`client.rs`): the calls and the failover loop;
 //! - [`ClientError`] (`error.rs`): errors with stable codes, and which may fail over;
+//! - `http_json.rs`: `GET` of JSON routes and HTTP errors as [`ClientError`]s;
 //! - `endpoint.rs`: endpoint parsing and lazy gRPC channels (also for tools that drive the
 //!   generated etcd clients directly, like `meridian bench`);
 //! - [`Topology`] (`topology.rs`): key → range → leader and replica addresses, and
@@ -25,6 +26,7 @@ mod config;
 mod consistency;
 mod endpoint;
 mod error;
+mod http_json;
 mod key_value;
 mod keys;
 mod results;

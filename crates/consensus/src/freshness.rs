@@ -7,8 +7,9 @@
 //!    its own monotonic clock (`received_us`), tagged with a random incarnation of its replica.
 //! 2. The leader keeps the last few echoes per follower with the time each reply *arrived*
 //!    (`arrived`, leader's monotonic clock). On each later AppendEntries to that follower it looks
-//!    at one consistent metrics snapshot of its group: it must lead, have committed an entry of
-//!    its own term (so its commit index covers every earlier leader's acknowledged writes), and
+//!    at one consistent metrics snapshot of its group: it must lead, have committed an entry it
+//!    proposed in its term (so its commit index covers every earlier leader's acknowledged
+//!    writes), and
 //!    have a quorum acknowledgement of a request sent at `quorum_acked`. It picks the newest echo
 //!    with `arrived <= quorum_acked` and sends a [`Proof`] `(received_us, commit_index)`.
 //! 3. The follower keeps the last few proofs. Once its applied index reaches a proof's
@@ -50,6 +51,17 @@ pub(crate) struct Proof {
     pub incarnation: u64,
     pub received_us: u64,
     pub commit_index: u64,
+}
+
+/// A random incarnation for a replica being opened. From the OS-seeded hasher keys rather than
+/// `meridian_types::rng`, so opening a group draws nothing from a simulation's seeded stream
+/// (which would shift every later draw); its value changes no decision, only whether two
+/// incarnations are equal. The top bit is set so it always encodes to the same length.
+pub(crate) fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish() | (1 << 63)
 }
 
 /// The follower side: this replica's clock epoch, incarnation and the proofs received.
@@ -121,10 +133,13 @@ fn staleness_from(proofs: &VecDeque<Proof>, applied_index: u64, now_us: u64) -> 
 /// What a leader's metrics say, read from one consistent snapshot.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LeaderSnapshot {
+    /// This node.
+    pub me: u64,
     pub state: ServerState,
     pub current_term: u64,
-    /// `(term, index)` of the last committed entry.
-    pub committed: Option<(u64, u64)>,
+    /// `(term, proposing node, index)` of the last committed entry (openraft's default leader
+    /// ids are `(term, node)`: several nodes may lead one term, one after the other).
+    pub committed: Option<(u64, u64, u64)>,
     pub quorum_acked: Option<Instant>,
 }
 
@@ -167,9 +182,11 @@ fn proof_from(echoes: &EchoLog, s: &LeaderSnapshot) -> Option<Proof> {
     if s.state != ServerState::Leader {
         return None;
     }
-    let (term, commit_index) = s.committed?;
-    if term != s.current_term {
-        return None; // the commit index may not yet cover earlier leaders' writes
+    let (term, proposer, commit_index) = s.committed?;
+    if term != s.current_term || proposer != s.me {
+        // Until an entry of its own leadership is committed, a new leader's commit index may
+        // not cover the writes earlier leaders acknowledged.
+        return None;
     }
     let acked = s.quorum_acked?;
     let (_, echo) = echoes.iter().rev().find(|(arrived, _)| *arrived <= acked)?;
@@ -187,10 +204,11 @@ mod tests {
     fn snap(
         state: ServerState,
         term: u64,
-        committed: Option<(u64, u64)>,
+        committed: Option<(u64, u64, u64)>,
         acked: Option<Instant>,
     ) -> LeaderSnapshot {
         LeaderSnapshot {
+            me: 1,
             state,
             current_term: term,
             committed,
@@ -219,7 +237,7 @@ mod tests {
         let ok = snap(
             ServerState::Leader,
             3,
-            Some((3, 50)),
+            Some((3, 1, 50)),
             Some(t0 + Duration::from_millis(50)),
         );
         assert_eq!(
@@ -255,7 +273,18 @@ mod tests {
             proof_from(
                 &q,
                 &LeaderSnapshot {
-                    committed: Some((2, 50)),
+                    committed: Some((2, 1, 50)),
+                    ..ok
+                }
+            ),
+            None
+        );
+        // An entry of this term, but proposed by the node that led it before this one.
+        assert_eq!(
+            proof_from(
+                &q,
+                &LeaderSnapshot {
+                    committed: Some((3, 2, 50)),
                     ..ok
                 }
             ),
@@ -271,6 +300,12 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn incarnations_differ() {
+        assert_ne!(new_incarnation(), new_incarnation());
+        assert!(new_incarnation() >= 1 << 63);
     }
 
     #[test]

@@ -134,11 +134,13 @@ impl RaftGroup {
             Box::new(move || {
                 let m = metrics.borrow_watched();
                 LeaderSnapshot {
+                    me: m.id,
                     state: m.state,
                     current_term: m.current_term,
-                    committed: m
-                        .local_committed
-                        .map(|c| (c.committed_leader_id().term, c.index())),
+                    committed: m.local_committed.map(|c| {
+                        let by = c.committed_leader_id();
+                        (by.term, by.node_id, c.index())
+                    }),
                     // openraft's instant wraps tokio's; read `now` first so the converted time
                     // can only come out earlier than the real one (the safe side).
                     quorum_acked: m.last_quorum_acked.and_then(|t| {
@@ -154,7 +156,7 @@ impl RaftGroup {
             raft,
             sm,
             router,
-            freshness: Arc::new(FollowerFreshness::new(meridian_types::rng::next_u64())),
+            freshness: Arc::new(FollowerFreshness::new(crate::freshness::new_incarnation())),
         })
     }
 
