@@ -11,7 +11,7 @@ pub mod net;
 pub mod run;
 pub mod store;
 
-pub use run::{BOUNDED_READS_ENV, Outcome, Plan, run, run_plan};
+pub use run::{BOUNDED_READS_ENV, Outcome, PLACEMENT_ENV, Plan, run, run_plan};
 
 /// Seeds that once failed, kept as regression tests (see docs/verification.md): 17, 20 and 32
 /// found a restarted leader resuming its old term after a power loss; 27 and 33 found two bugs

@@ -32,6 +32,11 @@ struct Args {
     /// (`invariants::bounded_staleness`). Off by default: it changes every seed's schedule.
     #[arg(long)]
     bounded_reads: bool,
+    /// Put the nodes in three regions and set seeded placement rules during the faults, so the
+    /// placement driver moves replicas and leaders under the nemesis. Off by default: it
+    /// changes every seed's schedule.
+    #[arg(long)]
+    placement: bool,
     /// Log filter for the nodes (e.g. `info`, `meridian_node=debug`), with --seed.
     #[arg(long)]
     log: Option<String>,
@@ -66,6 +71,10 @@ fn print_outcome(o: &Outcome, secs: f64) {
 
 fn main() {
     let args = Args::parse();
+    if args.placement {
+        // SAFETY: no other thread exists yet; the seeds' child processes inherit it.
+        unsafe { std::env::set_var(meridian_sim::PLACEMENT_ENV, "1") };
+    }
     if args.bounded_reads {
         // SAFETY: no other thread exists yet; the seeds' child processes inherit it.
         unsafe { std::env::set_var(meridian_sim::BOUNDED_READS_ENV, "1") };

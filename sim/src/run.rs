@@ -33,6 +33,16 @@ const RECOVERY_MAX: Duration = Duration::from_secs(60);
 /// default workload — and every seed's trace — stays as it was.
 pub const BOUNDED_READS_ENV: &str = "MERIDIAN_SIM_BOUNDED_READS";
 
+/// Set (by `--placement`) to put the nodes in three regions and add the `placer`, which sets
+/// seeded placement rules during the faults: the placement driver then moves replicas and
+/// leaders (learner, catch-up, joint-consensus voter change, removal, leader transfer) while the
+/// nemesis works, and nodes down longer than `PLACEMENT_DEAD_AFTER` get their replicas replaced.
+/// Off by default, so the default workload and every seed's trace stay as they were.
+pub const PLACEMENT_ENV: &str = "MERIDIAN_SIM_PLACEMENT";
+/// `node_dead_after` in placement runs: shorter than the longest crash, so some crashed nodes'
+/// replicas are replaced while they are down.
+const PLACEMENT_DEAD_AFTER: Duration = Duration::from_secs(3);
+
 /// What a seed decides.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -134,6 +144,11 @@ fn start_host(
                 ..GroupConfig::default()
             };
             cfg.request_timeout = Duration::from_secs(4);
+            if std::env::var_os(PLACEMENT_ENV).is_some() {
+                cfg.region = format!("r{}", (i - 1) % 3 + 1);
+                cfg.zone = "a".into();
+                cfg.node_dead_after = PLACEMENT_DEAD_AFTER;
+            }
             let transport = Arc::new(GrpcTransport::with_connector(net::connector()));
             let node =
                 Node::start_with_store(cfg, Arc::new(store), transport, Arc::new(Metrics::new()))
@@ -385,6 +400,51 @@ async fn client(plan: Plan, j: u64, history: History, until: Duration) -> turmoi
     Ok(())
 }
 
+/// Sets seeded placement rules (replica count, leader regions) through random nodes' HTTP API
+/// at random times during the faults. Its own random stream, so the other clients' draws are
+/// unchanged.
+async fn placer(plan: Plan, until: Duration) -> turmoil::Result {
+    let mut rng = SmallRng::seed_from_u64(plan.seed ^ 0x91ace);
+    tokio::time::sleep(WARMUP).await;
+    while turmoil::sim_elapsed().unwrap_or_default() < until {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..6000))).await;
+        let replicas = if plan.nodes == 5 && rng.random_bool(0.5) {
+            5
+        } else {
+            3
+        };
+        let mut regions = vec!["r1", "r2", "r3"];
+        let mut leader_regions = Vec::new();
+        for _ in 0..rng.random_range(0..=2) {
+            let i = rng.random_range(0..regions.len());
+            leader_regions.push(regions.remove(i));
+        }
+        let body = serde_json::json!({
+            "replicas": replicas,
+            "survival": "zone",
+            "leader_regions": leader_regions,
+        });
+        let node = host(rng.random_range(1..=plan.nodes));
+        match crate::http::request(
+            &node,
+            "PUT",
+            "/v1/placement/",
+            body.to_string().into_bytes(),
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(r) => println!(
+                "[{:?}] placer: {body} via {node}: {}",
+                turmoil::sim_elapsed().unwrap_or_default(),
+                r.status
+            ),
+            Err(e) => println!("placer: {body} via {node}: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// A reader of `bounded:<ms>` scans of one key through random nodes, recorded apart from the
 /// history (see `invariants::bounded_staleness`). Its own random stream, so the other clients'
 /// draws are unchanged.
@@ -526,6 +586,9 @@ pub fn run_plan(plan: Plan) -> Outcome {
     if std::env::var_os(BOUNDED_READS_ENV).is_some() {
         let (p, h) = (plan.clone(), history.clone());
         sim.client("bounded", bounded_reader(p, h, safety_end));
+    }
+    if std::env::var_os(PLACEMENT_ENV).is_some() {
+        sim.client("placer", placer(plan.clone(), safety_end));
     }
 
     let mut out = Outcome {
