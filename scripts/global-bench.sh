@@ -79,7 +79,7 @@ bench() {
 import json,sys
 s=json.load(sys.stdin)
 l=s["latency_ms"]
-print(f"{l[\"p50\"]:.2f} {l[\"p99\"]:.2f} {s[\"ops_per_sec\"]:.0f} errors={s[\"errors\"]}")
+print("%.2f %.2f %.0f errors=%d" % (l["p50"], l["p99"], s["ops_per_sec"], s["errors"]))
 '
 }
 

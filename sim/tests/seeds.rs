@@ -1,5 +1,6 @@
 //! The simulation seed set CI runs, the determinism check and the regression seeds. Each seed runs
-//! in its own `meridian-sim` process. `MERIDIAN_SIM_SEEDS=N` runs N seeds instead of 100.
+//! in its own `meridian-sim` process. `MERIDIAN_SIM_SEEDS=N` runs N seeds instead of 100; the
+//! placement and bounded-read workloads run their own (smaller) seed sets.
 
 use std::process::Command;
 
@@ -30,6 +31,35 @@ fn seed_set() {
     run_batch(&[
         "--seeds".into(),
         n.to_string(),
+        "--start".into(),
+        "1".into(),
+    ]);
+}
+
+/// Seeds with the placement workload (`--placement`): the placement driver moves replicas and
+/// leaders while the nemesis works. `MERIDIAN_SIM_PLACEMENT_SEEDS=N` runs N instead of 30.
+#[test]
+fn placement_seed_set() {
+    let n: u64 = std::env::var("MERIDIAN_SIM_PLACEMENT_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    run_batch(&[
+        "--placement".into(),
+        "--seeds".into(),
+        n.to_string(),
+        "--start".into(),
+        "1".into(),
+    ]);
+}
+
+/// Seeds with the `bounded` reader (`--bounded-reads`), checked against reported staleness.
+#[test]
+fn bounded_read_seed_set() {
+    run_batch(&[
+        "--bounded-reads".into(),
+        "--seeds".into(),
+        "20".into(),
         "--start".into(),
         "1".into(),
     ]);

@@ -3,8 +3,8 @@
 
 mod bench;
 mod cluster;
-mod cluster_latency;
 mod cluster_drain;
+mod cluster_latency;
 mod config;
 mod kv_cmd;
 mod placement_cmd;

@@ -144,9 +144,13 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
     };
     let wan = pick(a.wan.clone(), file.wan.clone(), || "none".into());
     let wan = WanTable::parse(&wan).context("parse --wan")?;
+    let timing_given = a.heartbeat_interval_ms.is_some() || file.heartbeat_interval_ms.is_some();
     let mut cfg = node_config(&a, file, &effective_listen)?;
     if a.advertise.is_none() && listen.ends_with(":0") {
         cfg.advertise_addr = bound.clone();
+    }
+    if !wan.is_none() && !timing_given {
+        fit_raft_timing_to_wan(&mut cfg.raft, &wan);
     }
     let id = cfg.id;
     let join = cfg.join.clone();
@@ -220,4 +224,29 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// openraft gives a heartbeat its interval to come back and bases leader leases and the
+/// followers' freshness proofs on heartbeats that do: on a WAN whose round trips exceed the
+/// interval, every heartbeat to a far region would time out. So, unless the heartbeat interval is
+/// set explicitly, it becomes 1.5 times the table's longest round trip (with jitter), and the
+/// election timeouts at least 5 and 10 times that.
+fn fit_raft_timing_to_wan(raft: &mut meridian_consensus::GroupConfig, wan: &WanTable) {
+    let worst = wan
+        .pairs()
+        .map(|(_, _, l)| l.rtt + l.jitter)
+        .chain(wan.local().map(|l| l.rtt + l.jitter))
+        .max()
+        .unwrap_or_default();
+    let hb = (worst.as_millis() as u64 * 3).div_ceil(2);
+    if hb > raft.heartbeat_interval_ms {
+        raft.heartbeat_interval_ms = hb;
+        raft.election_timeout_min_ms = raft.election_timeout_min_ms.max(hb * 5);
+        raft.election_timeout_max_ms = raft.election_timeout_max_ms.max(hb * 10);
+        tracing::info!(
+            heartbeat_ms = hb,
+            election_min_ms = raft.election_timeout_min_ms,
+            "raft timing fitted to the simulated WAN"
+        );
+    }
 }

@@ -19,6 +19,7 @@ impl Node {
             }
             NodeState::Draining => {}
             NodeState::Active | NodeState::Joining => {
+                self.ensure_meta_holds_map().await?;
                 let cmd = MetaCommand::SetNodeState {
                     node,
                     state: NodeState::Draining,

@@ -14,9 +14,9 @@ pub mod layout;
 pub mod messages;
 mod metrics;
 mod node;
-pub mod probe;
 mod placement;
 pub mod placement_driver;
+pub mod probe;
 mod router;
 mod view;
 
@@ -29,5 +29,5 @@ pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
-pub use view::{ClusterView, DrainStatus, LatencyView, NodeStatus, NodeView, RangeView};
 pub use placement::{PlacementView, placement_views};
+pub use view::{ClusterView, DrainStatus, LatencyView, NodeStatus, NodeView, RangeView};

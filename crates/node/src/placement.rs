@@ -98,6 +98,24 @@ impl Node {
             })
     }
 
+    /// Right after `cluster init` the meta group may not hold the map yet (its first leader
+    /// stores it): store it first, as `join` does (idempotent for the same cluster).
+    pub(crate) async fn ensure_meta_holds_map(&self) -> Result<(), MeridianError> {
+        let in_meta = self
+            .group(GroupId::META)
+            .is_some_and(|g| g.read(|s| s.meta.is_initialized()));
+        if in_meta {
+            return Ok(());
+        }
+        let map = self.initialized_map()?;
+        self.execute(
+            GroupId::META,
+            GroupOp::Meta(MetaCommand::Init((*map).clone())),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Waits (up to the request timeout) until this node's map satisfies `done`, so a client
     /// that changed a rule through this node reads the change back from it.
     async fn await_map(&self, done: impl Fn(&ClusterMap) -> bool) -> Result<(), MeridianError> {
@@ -144,6 +162,7 @@ impl Node {
     pub async fn put_placement(&self, rule: PlacementRule) -> Result<PlacementView, MeridianError> {
         let map = self.initialized_map()?;
         validate_rule(&rule, &map)?;
+        self.ensure_meta_holds_map().await?;
         self.execute(
             GroupId::META,
             GroupOp::Meta(MetaCommand::SetPlacement(rule.clone())),
@@ -159,6 +178,7 @@ impl Node {
     pub async fn remove_placement(&self, prefix: &[u8]) -> Result<bool, MeridianError> {
         let map = self.initialized_map()?;
         let existed = map.placements.contains_key(prefix);
+        self.ensure_meta_holds_map().await?;
         self.execute(
             GroupId::META,
             GroupOp::Meta(MetaCommand::DeletePlacement {

@@ -269,6 +269,20 @@ impl Node {
                 .await?;
             return step(format!("drop learners {:?}", ids(&gone)), "node removed");
         }
+        // Every member follows the meta group, so it sees the live map (nodes beyond the first
+        // voters of `cluster init` were never added as learners by anyone else).
+        let missing: Vec<NodeId> = map
+            .nodes
+            .values()
+            .filter(|n| n.state != NodeState::Removed)
+            .map(|n| n.id)
+            .filter(|n| !ms.voters.contains(n) && !ms.learners.contains(n))
+            .collect();
+        if let Some(&n) = missing.first() {
+            let addr = map.nodes[&n].addr.clone();
+            meta.add_learner(n, addr).await?;
+            return step(format!("add learner n{n}"), "every member follows the map");
+        }
         let must_go = |n: &NodeId| fact(n).is_none_or(|f| f.state != NodeState::Active || f.dead);
         let Some(v) = ms
             .voters

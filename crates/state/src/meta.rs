@@ -237,6 +237,17 @@ impl ClusterMap {
                 n.state = *state;
                 self.version += 1;
             }
+            MetaCommand::SetPlacement(_)
+            | MetaCommand::DeletePlacement { .. }
+            | MetaCommand::SetRangeMembers { .. }
+                if !self.is_initialized() =>
+            {
+                // `Init` replaces the whole map: a change applied before it would be lost.
+                return Err(MeridianError::new(
+                    ErrorCode::NotInitialized,
+                    "the meta group does not hold the cluster map yet; retry",
+                ));
+            }
             MetaCommand::SetPlacement(rule) => {
                 if !self.placements.contains_key(&rule.prefix)
                     && self.placements.len() >= crate::placement::PLACEMENT_RULES_MAX

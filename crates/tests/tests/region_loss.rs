@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The WAN: round trips between regions, 1–2 ms within one.
-const WAN: &str = "us-east:eu-west=75ms,us-east:ap-south=190ms,eu-west:ap-south=120ms,local=1.5ms~0.5ms";
+const WAN: &str =
+    "us-east:eu-west=75ms,us-east:ap-south=190ms,eu-west:ap-south=120ms,local=1.5ms~0.5ms";
 const HOME: &str = "us-east";
 /// Nodes 1..=6; `ServerProcess` puts node `i` in region `(i - 1) % 3`.
 const NODES: u64 = 6;
@@ -118,14 +119,8 @@ fn losing_a_region_loses_no_write_and_leaders_come_home() {
     };
     let mut nodes: Vec<ServerProcess> = (1..=NODES)
         .map(|i| {
-            ServerProcess::start_with(
-                &bin,
-                i,
-                &dir.join(format!("node{i}")),
-                None,
-                opts.clone(),
-            )
-            .expect("start a node")
+            ServerProcess::start_with(&bin, i, &dir.join(format!("node{i}")), None, opts.clone())
+                .expect("start a node")
         })
         .collect();
     let eps: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
@@ -229,9 +224,7 @@ fn losing_a_region_loses_no_write_and_leaders_come_home() {
         leaders_in(&http, &eps, HOME)
     }));
     let failback = failback.unwrap_or_else(|| {
-        panic!(
-            "leaders did not return to {HOME} within {FAILBACK_DEADLINE:?} after it recovered"
-        )
+        panic!("leaders did not return to {HOME} within {FAILBACK_DEADLINE:?} after it recovered")
     });
     println!(
         "region-loss: leaders back in {HOME} {failback:?} after its nodes restarted ({:?} since)",

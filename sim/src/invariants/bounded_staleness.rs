@@ -33,7 +33,7 @@ pub fn check(events: &[Event], reads: &[BoundedRead]) -> Vec<String> {
             .filter(|o| o.key == r.key && o.acked_write())
             .filter_map(|o| {
                 let at = ack_ms(o.answered?)?;
-                (at + 1 <= horizon).then_some((o.revision?, o))
+                (at < horizon).then_some((o.revision?, o))
             })
             .max_by_key(|(rev, _)| *rev);
         let Some((rev, w)) = must_see else { continue };
