@@ -17,6 +17,7 @@ pub mod netns;
 pub mod process;
 pub mod proxy;
 pub mod realcluster;
+pub mod verdict;
 pub mod wgl;
 pub mod workload;
 

@@ -199,3 +199,15 @@ impl Drop for ServerProcess {
         self.kill9();
     }
 }
+
+/// The server binary: `MERIDIAN_BIN`, or `meridian` beside the running test's `deps/` directory.
+pub fn server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("MERIDIAN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("meridian")
+}

@@ -28,6 +28,7 @@ use meridian_tests::checker::check_file;
 use meridian_tests::jepsen::{HistoryWriter, Kind, read_history};
 use meridian_tests::nemesis::{Fault, Nemesis, NemesisConfig};
 use meridian_tests::netns;
+use meridian_tests::process::server_bin;
 use meridian_tests::realcluster::{ClusterConfig, RealCluster};
 use meridian_tests::workload::{self, Keys, WorkloadConfig};
 use std::path::{Path, PathBuf};
@@ -50,19 +51,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// The server binary: `MERIDIAN_BIN`, or `meridian` beside this test's `deps/` directory.
-fn server_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("MERIDIAN_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    profile_dir.join("meridian")
 }
 
 /// Keeps the run's directory when the test fails (or when asked), and says where it is.
@@ -413,22 +401,7 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
 
     assert!(report.ops > 100, "too few operations to mean anything");
     assert!(report.counts.ok > 100, "too few operations succeeded");
-    for k in &report.keys {
-        assert_eq!(
-            k.result,
-            "linearizable",
-            "key {} is {}: {}",
-            k.key,
-            k.result,
-            k.explanation.as_deref().unwrap_or("")
-        );
-    }
-    assert!(
-        report.lost_writes.is_empty(),
-        "lost acknowledged writes: {:?}",
-        report.lost_writes
-    );
-    assert!(report.valid);
+    meridian_tests::verdict::assert_linearizable_and_nothing_lost(&report);
     for f in Fault::ALL {
         assert!(
             injected.get(f.name()).copied().unwrap_or(0) >= 1 || secs < 40 || !kinds.is_empty(),

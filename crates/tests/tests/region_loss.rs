@@ -17,9 +17,8 @@
 use meridian_node::ClusterView;
 use meridian_tests::checker::check_file;
 use meridian_tests::jepsen::HistoryWriter;
-use meridian_tests::process::{ServerOptions, ServerProcess};
+use meridian_tests::process::{ServerOptions, ServerProcess, server_bin};
 use meridian_tests::workload::{self, Keys, WorkloadConfig};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,17 +36,6 @@ const RESUME_DEADLINE: Duration = Duration::from_secs(30);
 const FAILBACK_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the region stays down.
 const OUTAGE: Duration = Duration::from_secs(10);
-
-fn server_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("MERIDIAN_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .join("meridian")
-}
 
 fn region_of(id: u64) -> &'static str {
     ["us-east", "eu-west", "ap-south"][(id as usize - 1) % 3]
@@ -261,22 +249,7 @@ fn losing_a_region_loses_no_write_and_leaders_come_home() {
     let _ = report.write_beside(&history_path);
     println!("{}", report.text());
     assert!(report.counts.ok > 50, "too few operations succeeded");
-    for k in &report.keys {
-        assert_eq!(
-            k.result,
-            "linearizable",
-            "key {} is {}: {}",
-            k.key,
-            k.result,
-            k.explanation.as_deref().unwrap_or("")
-        );
-    }
-    assert!(
-        report.lost_writes.is_empty(),
-        "lost acknowledged writes: {:?}",
-        report.lost_writes
-    );
-    assert!(report.valid);
+    meridian_tests::verdict::assert_linearizable_and_nothing_lost(&report);
     drop(keep);
 }
 
