@@ -26,6 +26,13 @@ impl Node {
                 };
                 self.execute(GroupId::META, GroupOp::Meta(cmd)).await?;
                 tracing::info!(node = node.0, "draining node");
+                // Report from a map that shows the change (this node may follow the meta group).
+                self.await_map(|m| {
+                    m.nodes.get(&node).is_some_and(|n| {
+                        n.state != NodeState::Active && n.state != NodeState::Joining
+                    })
+                })
+                .await?;
             }
         }
         self.drain_status(node).await
@@ -59,7 +66,12 @@ impl Node {
         };
         self.execute(GroupId::META, GroupOp::Meta(cmd)).await?;
         tracing::info!(node = node.0, "removed node");
-        Ok(())
+        self.await_map(|m| {
+            m.nodes
+                .get(&node)
+                .is_some_and(|n| n.state == NodeState::Removed)
+        })
+        .await
     }
 
     fn node_state(&self, node: NodeId) -> Result<NodeState, MeridianError> {

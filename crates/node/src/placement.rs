@@ -118,7 +118,10 @@ impl Node {
 
     /// Waits (up to the request timeout) until this node's map satisfies `done`, so a client
     /// that changed a rule through this node reads the change back from it.
-    async fn await_map(&self, done: impl Fn(&ClusterMap) -> bool) -> Result<(), MeridianError> {
+    pub(crate) async fn await_map(
+        &self,
+        done: impl Fn(&ClusterMap) -> bool,
+    ) -> Result<(), MeridianError> {
         let deadline = tokio::time::Instant::now() + self.inner.cfg.request_timeout;
         loop {
             if self.map_arc().is_some_and(|m| done(&m)) {
