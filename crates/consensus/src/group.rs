@@ -6,6 +6,7 @@ use crate::log_store::GroupLogStore;
 use crate::network::{
     M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_TRANSFER_LEADER, M_VOTE, NetFactory, RaftRouter,
 };
+use crate::pipeline::{AppendGate, AppendSeq};
 use crate::state_machine::GroupStateMachine;
 use crate::typ::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 use meridian_state::{Command, CommandResult, GroupState};
@@ -82,6 +83,8 @@ pub struct RaftGroup {
     sm: GroupStateMachine,
     router: RaftRouter,
     freshness: Arc<FollowerFreshness>,
+    /// Runs pipelined AppendEntries of one leader stream in order.
+    gate: Arc<AppendGate>,
 }
 
 pub(crate) fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
@@ -157,6 +160,7 @@ impl RaftGroup {
             sm,
             router,
             freshness: Arc::new(FollowerFreshness::new(crate::freshness::new_incarnation())),
+            gate: Arc::default(),
         })
     }
 
@@ -352,18 +356,26 @@ impl RaftGroup {
         }
         match method {
             M_APPEND => {
-                let (req, proof): (AppendEntriesRequest<TypeConfig>, Option<Proof>) =
-                    dec(method, payload)?;
-                let echo: Echo = self.freshness.echo();
-                if let Some(p) = proof {
-                    self.freshness.record(p);
-                }
-                enc(self
-                    .raft
-                    .append_entries(req)
+                type Append = (
+                    AppendEntriesRequest<TypeConfig>,
+                    Option<Proof>,
+                    Option<AppendSeq>,
+                );
+                let (req, proof, seq): Append = dec(method, payload)?;
+                self.gate
+                    .in_order(seq, async {
+                        let echo: Echo = self.freshness.echo();
+                        if let Some(p) = proof {
+                            self.freshness.record(p);
+                        }
+                        enc(self
+                            .raft
+                            .append_entries(req)
+                            .await
+                            .map(|resp| (resp, echo))
+                            .map_err(|e| e.to_string()))
+                    })
                     .await
-                    .map(|resp| (resp, echo))
-                    .map_err(|e| e.to_string()))
             }
             M_VOTE => {
                 let req: VoteRequest<TypeConfig> = dec(method, payload)?;

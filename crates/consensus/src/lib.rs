@@ -12,6 +12,7 @@ mod group;
 mod log_store;
 mod membership;
 mod network;
+mod pipeline;
 mod runtime;
 mod state_machine;
 mod typ;

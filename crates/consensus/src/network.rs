@@ -2,6 +2,7 @@
 //! naming its group, encoded with postcard.
 
 use crate::freshness::{Echo, LeaderEchoes, LeaderSnapshot, Proof};
+use crate::pipeline::{AppendSeq, GroupNet};
 use crate::typ::{Snapshot, TypeConfig, Vote};
 use meridian_transport::{Envelope, Transport, TransportError};
 use meridian_types::{ClusterId, GroupId, NodeId};
@@ -12,7 +13,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
-use openraft_multi::{GroupNetworkAdapter, GroupNetworkFactory, GroupRouter};
+use openraft_multi::{GroupNetworkFactory, GroupRouter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -98,6 +99,26 @@ impl RaftRouter {
     }
 }
 
+impl RaftRouter {
+    /// Sends one AppendEntries, with its place in a pipelined stream if it belongs to one.
+    pub(crate) async fn append_entries_seq(
+        &self,
+        target: u64,
+        group_id: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+        seq: Option<AppendSeq>,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let proof = self.proof_for(group_id, target);
+        let (resp, echo): (AppendEntriesResponse<TypeConfig>, Echo) = self
+            .send(target, group_id, M_APPEND, &(rpc, proof, seq), ttl(&option))
+            .await?;
+        self.echoes
+            .record(group_id, target, tokio::time::Instant::now(), echo);
+        Ok(resp)
+    }
+}
+
 /// Shortest time a Raft RPC may take before it counts as failed. openraft derives its deadline
 /// from the heartbeat interval (100 ms by default), so on a link with a longer round trip every
 /// append and heartbeat timed out and replication all but stopped (found by the real-network
@@ -118,13 +139,8 @@ impl GroupRouter<TypeConfig, GroupId> for RaftRouter {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let proof = self.proof_for(group_id, target);
-        let (resp, echo): (AppendEntriesResponse<TypeConfig>, Echo) = self
-            .send(target, group_id, M_APPEND, &(rpc, proof), ttl(&option))
-            .await?;
-        self.echoes
-            .record(group_id, target, tokio::time::Instant::now(), echo);
-        Ok(resp)
+        self.append_entries_seq(target, group_id, rpc, option, None)
+            .await
     }
 
     async fn vote(
@@ -186,9 +202,13 @@ pub(crate) type GroupNetFactory = GroupNetworkFactory<RaftRouter, GroupId>;
 pub(crate) struct NetFactory(pub(crate) GroupNetFactory);
 
 impl RaftNetworkFactory<TypeConfig> for NetFactory {
-    type Network = GroupNetworkAdapter<TypeConfig, GroupId, RaftRouter>;
+    type Network = GroupNet;
 
     async fn new_client(&mut self, target: u64, _node: &openraft::BasicNode) -> Self::Network {
-        GroupNetworkAdapter::new(self.0.factory.clone(), target, self.0.group_id)
+        GroupNet {
+            router: self.0.factory.clone(),
+            target,
+            group: self.0.group_id,
+        }
     }
 }

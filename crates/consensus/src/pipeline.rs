@@ -1,0 +1,376 @@
+//! Pipelined AppendEntries: a leader keeps several AppendEntries of one replication stream in
+//! flight to a follower instead of waiting one round trip per request.
+//!
+//! openraft replicates through a stream of AppendEntries per follower. Its default sends one,
+//! waits for the answer, then sends the next, so after every commit the request that carries
+//! the new commit index holds the stream for a whole round trip and the next write waits behind
+//! it: two round trips per write on a WAN link (measured: 157 ms for a 75 ms link). Here the
+//! sender ([`GroupNet::stream_append`]) sends each request as soon as openraft produces it (up
+//! to [`APPEND_INFLIGHT_MAX`]) and yields the answers in request order, as openraft requires.
+//!
+//! Independent RPCs may arrive out of order, so every request of a stream carries an
+//! [`AppendSeq`] and the follower's [`AppendGate`] handles the requests of one stream in
+//! sequence order. A request whose predecessor never arrives (lost with its connection) waits at
+//! most [`GATE_WAIT_MAX`] and then goes on: Raft stays safe under reordering (a request whose
+//! previous entry is missing is refused as a conflict and the leader backs up), the gate only
+//! keeps that from happening in the common case.
+
+use crate::network::RaftRouter;
+use crate::typ::{Snapshot, TypeConfig, Vote};
+use futures::stream::{FuturesOrdered, StreamExt};
+use meridian_types::GroupId;
+use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::error::{RPCError, ReplicationClosed, StreamingError};
+use openraft::network::RPCOption;
+use openraft::network::v2::RaftNetworkV2;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft_multi::GroupRouter;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Most AppendEntries of one stream in flight at once. Beyond it openraft batches the entries
+/// that pile up into the next request.
+pub const APPEND_INFLIGHT_MAX: usize = 16;
+/// Longest a follower holds a request back waiting for an earlier one of the same stream.
+pub const GATE_WAIT_MAX: Duration = Duration::from_millis(500);
+/// Streams a follower remembers per group; the least recently used is forgotten beyond it.
+const GATE_SESSIONS_MAX: usize = 64;
+
+/// Where one request sits in its replication stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendSeq {
+    /// Unique per stream: this process's incarnation mixed with a counter.
+    pub session: u64,
+    /// 0, 1, 2, ... within the stream.
+    pub seq: u64,
+}
+
+/// A new stream id: a random per-process base plus a counter, so a restarted leader never
+/// reuses an id a follower still remembers.
+fn new_session() -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(crate::freshness::new_incarnation);
+    base.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
+}
+
+/// The network to one target for one group: unary RPCs through the router, AppendEntries
+/// pipelined.
+#[derive(Clone)]
+pub(crate) struct GroupNet {
+    pub(crate) router: RaftRouter,
+    pub(crate) target: u64,
+    pub(crate) group: GroupId,
+}
+
+/// The log ids a request covers: its previous entry and its last (the previous when empty).
+type LogIdRange = (Option<crate::typ::LogId>, Option<crate::typ::LogId>);
+
+fn log_id_range(req: &AppendEntriesRequest<TypeConfig>) -> LogIdRange {
+    let prev = req.prev_log_id;
+    let last = req.entries.last().map(|e| e.log_id).or(prev);
+    (prev, last)
+}
+
+/// What the stream yields for one answer, and whether it may go on after it: not after an
+/// error, a conflict, a higher vote or a partial success (openraft resends from there).
+fn stream_result(
+    resp: Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>>,
+    (prev, last): LogIdRange,
+) -> (
+    Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>,
+    bool,
+) {
+    match resp {
+        Err(e) => (Err(e), false),
+        Ok(resp) => {
+            let full = match &resp {
+                AppendEntriesResponse::PartialSuccess(m) => *m == last,
+                other => other.is_success(),
+            };
+            let r = resp.into_stream_result(prev, last);
+            let go_on = full && r.is_ok();
+            (Ok(r), go_on)
+        }
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for GroupNet {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.router
+            .append_entries_seq(self.target, self.group, rpc, option, None)
+            .await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        let net = self.clone();
+        let session = new_session();
+        let state = PipeState {
+            net,
+            input,
+            input_done: false,
+            stopped: false,
+            next_seq: 0,
+            inflight: FuturesOrdered::new(),
+            option,
+            session,
+        };
+        let strm = futures::stream::unfold(state, |mut st| async move {
+            let item = st.next_answer().await?;
+            Some((item, st))
+        });
+        Box::pin(async move {
+            let strm: BoxStream<'s, _> = Box::pin(strm);
+            Ok(strm)
+        })
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.router.vote(self.target, self.group, rpc, option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.router
+            .pre_vote(self.target, self.group, rpc, option)
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        self.router
+            .full_snapshot(self.target, self.group, vote, snapshot, cancel, option)
+            .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.router
+            .transfer_leader(self.target, self.group, req, option)
+            .await
+    }
+}
+
+type AppendFuture = BoxFuture<
+    'static,
+    (
+        Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>>,
+        LogIdRange,
+    ),
+>;
+
+/// One pipelined stream's sender side.
+struct PipeState<S> {
+    net: GroupNet,
+    input: S,
+    input_done: bool,
+    /// Set after an answer that ends the stream; nothing more is yielded.
+    stopped: bool,
+    next_seq: u64,
+    inflight: FuturesOrdered<AppendFuture>,
+    option: RPCOption,
+    session: u64,
+}
+
+impl<S> PipeState<S>
+where
+    S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin,
+{
+    /// Sends requests as openraft produces them and returns the next answer in order; `None`
+    /// when the stream is over.
+    async fn next_answer(
+        &mut self,
+    ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+        if self.stopped {
+            return None;
+        }
+        loop {
+            if self.input_done && self.inflight.is_empty() {
+                return None;
+            }
+            let may_send = !self.input_done && self.inflight.len() < APPEND_INFLIGHT_MAX;
+            tokio::select! {
+                biased;
+                Some((resp, range)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    let (item, go_on) = stream_result(resp, range);
+                    if !go_on {
+                        self.stopped = true;
+                    }
+                    return Some(item);
+                }
+                req = self.input.next(), if may_send => match req {
+                    None => self.input_done = true,
+                    Some(req) => self.send(req),
+                },
+            }
+        }
+    }
+
+    fn send(&mut self, req: AppendEntriesRequest<TypeConfig>) {
+        let seq = AppendSeq {
+            session: self.session,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let range = log_id_range(&req);
+        let net = self.net.clone();
+        let option = self.option.clone();
+        self.inflight.push_back(Box::pin(async move {
+            let r = net
+                .router
+                .append_entries_seq(net.target, net.group, req, option, Some(seq))
+                .await;
+            (r, range)
+        }));
+    }
+}
+
+/// A follower's side: runs the requests of each stream in sequence order.
+#[derive(Default)]
+pub(crate) struct AppendGate {
+    sessions: parking_lot::Mutex<HashMap<u64, Session>>,
+}
+
+struct Session {
+    /// Every request below this sequence number is done (or was given up on).
+    done_below: watch::Sender<u64>,
+    last_used: Instant,
+}
+
+impl AppendGate {
+    /// Runs `f` once every earlier request of its stream is done (or [`GATE_WAIT_MAX`] passed).
+    pub(crate) async fn in_order<T>(
+        &self,
+        seq: Option<AppendSeq>,
+        f: impl Future<Output = T>,
+    ) -> T {
+        let Some(seq) = seq else {
+            return f.await;
+        };
+        let mut rx = self.session(seq.session);
+        // A missing predecessor only delays; see the module docs.
+        let _ = tokio::time::timeout(GATE_WAIT_MAX, rx.wait_for(|d| *d >= seq.seq)).await;
+        let out = f.await;
+        if let Some(s) = self.sessions.lock().get(&seq.session) {
+            s.done_below.send_modify(|d| *d = (*d).max(seq.seq + 1));
+        }
+        out
+    }
+
+    fn session(&self, id: u64) -> watch::Receiver<u64> {
+        let mut sessions = self.sessions.lock();
+        let now = Instant::now();
+        if !sessions.contains_key(&id) && sessions.len() >= GATE_SESSIONS_MAX {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| *k)
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        let s = sessions.entry(id).or_insert_with(|| Session {
+            done_below: watch::channel(0).0,
+            last_used: now,
+        });
+        s.last_used = now;
+        s.done_below.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_gate_runs_one_stream_in_sequence_order() {
+        let gate = Arc::new(AppendGate::default());
+        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Arrive in reverse order.
+        for seq in (0..5u64).rev() {
+            let (gate, order) = (gate.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                gate.in_order(Some(AppendSeq { session: 7, seq }), async {
+                    order.lock().push(seq);
+                })
+                .await
+            }));
+            tokio::task::yield_now().await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_lost_predecessor_only_delays() {
+        let gate = AppendGate::default();
+        let t0 = Instant::now();
+        gate.in_order(Some(AppendSeq { session: 1, seq: 3 }), async {})
+            .await;
+        assert!(t0.elapsed() >= GATE_WAIT_MAX);
+        // The stream goes on from there without waiting again.
+        let t1 = Instant::now();
+        gate.in_order(Some(AppendSeq { session: 1, seq: 4 }), async {})
+            .await;
+        assert!(t1.elapsed() < GATE_WAIT_MAX);
+    }
+
+    #[tokio::test]
+    async fn requests_without_a_sequence_are_not_held() {
+        let gate = AppendGate::default();
+        assert_eq!(gate.in_order(None, async { 5 }).await, 5);
+    }
+}
