@@ -309,14 +309,17 @@ impl AppendGate {
     fn session(&self, id: u64) -> watch::Receiver<u64> {
         let mut sessions = self.sessions.lock();
         let now = Instant::now();
-        if !sessions.contains_key(&id) && sessions.len() >= GATE_SESSIONS_MAX {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| *k)
-            {
-                sessions.remove(&oldest);
-            }
+        let full = !sessions.contains_key(&id) && sessions.len() >= GATE_SESSIONS_MAX;
+        if let Some(oldest) = full
+            .then(|| {
+                sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(k, _)| *k)
+            })
+            .flatten()
+        {
+            sessions.remove(&oldest);
         }
         let s = sessions.entry(id).or_insert_with(|| Session {
             done_below: watch::channel(0).0,
