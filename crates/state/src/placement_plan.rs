@@ -149,11 +149,13 @@ pub fn plan_range(
 
     // 2. Remove: more voters than the rule (a replacement is in place, or the rule shrank).
     if voters.len() > target {
+        // A replica that must move, the leader last: with no usable voter to take over the
+        // lead, the leader's turn would never come and the others would be stuck too.
         let victim = voters
             .iter()
             .copied()
             .filter(|v| must_go(rule, facts.get(v).copied()))
-            .min()
+            .min_by_key(|v| (Some(*v) == leader, *v))
             .map(|v| (v, "remove a replica that must move"))
             .or_else(|| {
                 good.iter()

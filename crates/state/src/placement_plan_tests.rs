@@ -241,3 +241,29 @@ proptest! {
         }
     }
 }
+
+/// Found by `following_the_plan_converges`: every voter draining, the leader among them, and
+/// one usable node. The leader could not hand over (no usable voter), so nothing moved.
+#[test]
+fn a_draining_leader_without_a_successor_does_not_block_the_others() {
+    let nodes: Vec<NodeFacts> = (1..=7u64)
+        .map(|i| {
+            let mut n = node(i, "us", "a");
+            if i != 5 {
+                n.state = NodeState::Draining;
+            }
+            n
+        })
+        .collect();
+    let r = rule(3, Survival::Region, &["us"]);
+    let mut voters = ids(&[1, 2, 3, 4]);
+    let mut leader = Some(NodeId(1));
+    let mut steps = 0;
+    while let Some(p) = plan_range(&r, &voters, leader, &nodes) {
+        apply(&mut voters, &mut leader, &p.step);
+        steps += 1;
+        assert!(steps < 30, "no convergence: {voters:?}");
+    }
+    assert!(voters.contains(&NodeId(5)), "{voters:?}");
+    assert_eq!(leader, Some(NodeId(5)));
+}
