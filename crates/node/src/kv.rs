@@ -609,6 +609,7 @@ mod tests {
             replicas: vec![],
             learners: vec![],
             version: 1,
+            system: None,
         }
     }
 

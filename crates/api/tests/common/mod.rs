@@ -94,6 +94,7 @@ pub fn topology() -> ClusterMap {
                 replicas: vec![NodeId(1), NodeId(3), NodeId(5)],
                 learners: vec![],
                 version: 1,
+                system: None,
             },
         );
     }
