@@ -223,9 +223,8 @@ pub enum MetaCommand {
     SetMetaReplicas {
         replicas: Vec<NodeId>,
     },
-    /// Adds system ranges (each with `system` set, at version 1). Again with the same ids and
-    /// tokens changes nothing; an id already taken otherwise is refused (`range_moved`: pick
-    /// new ids from a fresher map).
+    /// Adds system ranges (each with `system` set, all with one token) at fresh ids, version 1.
+    /// Again with the same token changes nothing; the creator finds the ids by the token.
     AddSystemRanges {
         ranges: Vec<RangeInfo>,
     },

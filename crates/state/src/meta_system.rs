@@ -18,7 +18,8 @@ pub const UNCLAIMED_LABEL: &str = "system";
 pub struct SystemRange {
     /// What it holds, for people: `stream orders/0`.
     pub label: String,
-    /// Drawn by the creator so a retried `AddSystemRanges` is recognised.
+    /// Drawn by the creator: a retried `AddSystemRanges` is recognised by it, and the creator
+    /// finds the ids the meta group gave its ranges by it.
     pub token: u64,
     /// The placement rule (by prefix) its replicas follow; `None`: the cluster default.
     pub placement: Option<Vec<u8>>,
@@ -57,24 +58,24 @@ pub fn validate_stream_name(name: &str) -> Result<(), MeridianError> {
 
 impl ClusterMap {
     pub(crate) fn add_system_ranges(&mut self, ranges: &[RangeInfo]) -> Result<(), MeridianError> {
-        if ranges.len() > SYSTEM_RANGES_PER_COMMAND_MAX {
+        if ranges.is_empty() || ranges.len() > SYSTEM_RANGES_PER_COMMAND_MAX {
             return Err(MeridianError::invalid(format!(
-                "at most {SYSTEM_RANGES_PER_COMMAND_MAX} ranges at once"
+                "add 1 to {SYSTEM_RANGES_PER_COMMAND_MAX} ranges at once"
             )));
         }
-        let mut fresh = Vec::new();
+        let mut token = None;
         for r in ranges {
             let Some(sys) = &r.system else {
-                return Err(MeridianError::invalid(format!(
-                    "range {} is not a system range",
-                    r.id
-                )));
+                return Err(MeridianError::invalid("only system ranges may be added"));
             };
-            if r.id.0 == 0 || r.replicas.is_empty() || !r.learners.is_empty() {
-                return Err(MeridianError::invalid(format!(
-                    "range {} needs an id, replicas and no learners",
-                    r.id
-                )));
+            if token.is_some_and(|t| t != sys.token) {
+                return Err(MeridianError::invalid("one token per command"));
+            }
+            token = Some(sys.token);
+            if r.replicas.is_empty() || !r.learners.is_empty() {
+                return Err(MeridianError::invalid(
+                    "a new range needs replicas and no learners",
+                ));
             }
             if let Some(n) = r.replicas.iter().find(|n| !self.nodes.contains_key(n)) {
                 return Err(MeridianError::new(
@@ -82,24 +83,34 @@ impl ClusterMap {
                     format!("node {n} is not in the cluster"),
                 ));
             }
-            match self.ranges.get(&r.id) {
-                Some(have) if have.system.as_ref().map(|s| s.token) == Some(sys.token) => {}
-                Some(_) => {
-                    return Err(MeridianError::new(
-                        ErrorCode::RangeMoved,
-                        format!("range id {} is taken; retry with a fresher map", r.id),
-                    ));
-                }
-                None => fresh.push(r),
-            }
         }
-        for r in fresh {
+        // A retry of a command already applied changes nothing.
+        if self
+            .ranges
+            .values()
+            .any(|r| r.system.as_ref().map(|s| s.token) == token)
+        {
+            return Ok(());
+        }
+        let mut id = self.next_range_id();
+        for r in ranges {
             let mut r = r.clone();
+            r.id = id;
             r.version = 1;
-            self.ranges.insert(r.id, r);
+            self.ranges.insert(id, r);
+            id = RangeId(id.0 + 1);
         }
         self.version += 1;
         Ok(())
+    }
+
+    /// The ids of the system ranges added with `token`, in the order they were given.
+    pub fn system_ranges_with_token(&self, token: u64) -> Vec<RangeId> {
+        self.ranges
+            .values()
+            .filter(|r| r.system.as_ref().is_some_and(|s| s.token == token))
+            .map(|r| r.id)
+            .collect()
     }
 
     pub(crate) fn create_stream(&mut self, spec: &StreamSpec) -> Result<(), MeridianError> {
@@ -217,21 +228,25 @@ mod tests {
     #[test]
     fn system_ranges_are_outside_the_key_space() {
         let mut m = map();
+        // Ids are the meta group's choice, whatever the command says.
         m.apply(&MetaCommand::AddSystemRanges {
-            ranges: vec![sys(2, 7), sys(3, 7)],
+            ranges: vec![sys(1, 7), sys(1, 7)],
         })
         .unwrap();
-        // A retry is recognised; a clash is refused.
+        assert_eq!(m.system_ranges_with_token(7), vec![RangeId(2), RangeId(3)]);
+        // A retry is recognised.
+        let v = m.version;
         m.apply(&MetaCommand::AddSystemRanges {
-            ranges: vec![sys(2, 7)],
+            ranges: vec![sys(1, 7), sys(1, 7)],
         })
         .unwrap();
+        assert_eq!(m.version, v);
         let e = m
             .apply(&MetaCommand::AddSystemRanges {
-                ranges: vec![sys(3, 8)],
+                ranges: vec![sys(1, 8), sys(1, 9)],
             })
             .unwrap_err();
-        assert_eq!(e.code, ErrorCode::RangeMoved);
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
         assert!(m.validate().is_ok());
         assert_eq!(m.range_for(b"k").unwrap().id, RangeId(1));
         assert_eq!(m.ranges_overlapping(b"", b"").len(), 1);

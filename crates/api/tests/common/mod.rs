@@ -386,6 +386,7 @@ impl ClientApi for FakeApi {
                 rule: None,
                 learners: vec![],
                 leader_region: Some("eu-west".into()),
+                system: None,
             }],
             latency: Vec::new(),
             placements: placement_views(&self.map.lock()),
