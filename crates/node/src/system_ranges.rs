@@ -64,6 +64,7 @@ impl Node {
         }
         let token = meridian_types::rng::next_u128() as u64;
         let ranges = plan_system_ranges(&map, count, token, placement)?;
+        self.ensure_meta_map().await?;
         self.execute(
             GroupId::META,
             GroupOp::Meta(MetaCommand::AddSystemRanges { ranges }),
@@ -86,6 +87,22 @@ impl Node {
                 ));
             }
             tokio::time::sleep(MAP_POLL).await;
+        }
+    }
+
+    /// Right after `init` the meta group may not hold the map yet: store it (idempotent for
+    /// the same cluster), so a change to the map that follows is not refused.
+    pub(crate) async fn ensure_meta_map(&self) -> Result<(), MeridianError> {
+        let stored = self
+            .group(GroupId::META)
+            .is_some_and(|g| g.read(|s| s.meta.is_initialized()));
+        let boot = self.inner.bootstrap.read().clone();
+        match (stored, boot) {
+            (false, Some(map)) => self
+                .execute(GroupId::META, GroupOp::Meta(MetaCommand::Init(map)))
+                .await
+                .map(|_| ()),
+            _ => Ok(()),
         }
     }
 
