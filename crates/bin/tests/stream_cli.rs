@@ -1,7 +1,7 @@
 //! Black-box: three real servers; a stream created, published to (an argument, stdin lines, a
 //! dedup id) and read with `meridian stream`, from another node; a long poll and the
 //! server-sent-event follow over plain HTTP; a consumer group's commit shown by `stream groups`;
-//! `cluster status` naming the stream's ranges.
+//! gRPC publish and follow; `cluster status` naming the stream's ranges.
 
 use meridian_tests::process::ServerProcess;
 use serde_json::Value;
@@ -201,6 +201,47 @@ fn streams_from_the_command_line_and_http() {
             .await
             .unwrap();
         assert!(r.status().is_success());
+        // gRPC: publish through one node, follow through another from that offset.
+        use meridian_proto::v1 as pb;
+        let mut ga = pb::streams_client::StreamsClient::connect(format!("http://{a}"))
+            .await
+            .unwrap();
+        let mut gb = pb::streams_client::StreamsClient::connect(format!("http://{b}"))
+            .await
+            .unwrap();
+        let acks = ga
+            .publish(pb::PublishRequest {
+                stream: "orders".into(),
+                partition: Some(1),
+                messages: vec![pb::Message {
+                    value: b"over grpc".to_vec(),
+                    ..Default::default()
+                }],
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .acks;
+        let mut follow = gb
+            .follow(pb::ReadRequest {
+                stream: "orders".into(),
+                partition: 1,
+                from: Some(pb::read_request::From::Offset(acks[0].offset)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let m = tokio::time::timeout(Duration::from_secs(10), follow.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (m.offset, m.value.as_slice()),
+            (acks[0].offset, &b"over grpc"[..])
+        );
         let missing = http
             .get(format!("http://{a}/v1/streams/nope"))
             .send()
@@ -212,7 +253,7 @@ fn streams_from_the_command_line_and_http() {
     assert!(out.contains("member m1: partitions [0,1]"), "{out}");
     assert!(
         out.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "2", "3", "1"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "2", "4", "2"]),
         "{out}"
     );
 
