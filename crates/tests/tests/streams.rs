@@ -309,3 +309,39 @@ async fn consumer_groups_rebalance_on_leave_and_timeout_and_resume_from_commits(
     assert_eq!(st.lag, 40 - 4 * theirs.len() as u64);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_trims_by_age_and_offsets_go_on() {
+    let c = TestCluster::start(3, 1).await.unwrap();
+    let s = c.node(NodeId(1)).streams();
+    s.create(CreateStreamRequest {
+        name: "short".into(),
+        partitions: 1,
+        retention: Retention {
+            max_age_ms: Some(1_000),
+            ..Default::default()
+        },
+        placement: None,
+        colocate: None,
+    })
+    .await
+    .unwrap();
+    let batch = (0..3).map(|i| msg(None, &format!("old{i}"))).collect();
+    s.publish("short", None, batch, None).await.unwrap();
+    // Nothing is published now: only the leader's trim (a Tick stamped with its clock) can
+    // empty the partition.
+    wait_until("the leader to trim the old messages", T, || async {
+        let r = read_all(&s, "short", 0).await;
+        r.messages.is_empty() && r.first_offset == 3
+    })
+    .await
+    .unwrap();
+    let a = s
+        .publish("short", None, vec![msg(None, "new")], None)
+        .await
+        .unwrap();
+    assert_eq!(a[0].offset, 3, "a trimmed offset is never reused");
+    // Every replica applied the same trim.
+    c.wait_converged(T).await.unwrap();
+    c.shutdown().await;
+}
