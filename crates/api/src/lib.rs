@@ -8,10 +8,12 @@
 //! Codemap:
 //! - [`http`]: the `/v1/...` JSON routes, health, readiness and metrics;
 //! - [`etcd`]: etcd's `KV`, `Maintenance` and `Cluster` gRPC services;
+//! - [`grpc_streams`]: Meridian's own `meridian.v1.Streams` gRPC service (event streams);
 //! - `keys`: key-range helpers shared by both (etcd's prefix rule);
 //! - `observe`: per-request metrics around every call into the node.
 
 pub mod etcd;
+pub mod grpc_streams;
 pub mod http;
 mod keys;
 mod observe;
@@ -31,6 +33,7 @@ use meridian_node::ClientApi;
 /// instead `tonic::service::Routes::from(client_router(api)).add_service(svc).into_axum_router()`.
 pub fn client_router<A: ClientApi>(api: A) -> axum::Router {
     etcd::routes(api.clone())
+        .add_service(grpc_streams::server(api.clone()))
         .into_axum_router()
         .merge(http::routes(api))
         .fallback(fallback)

@@ -1,4 +1,4 @@
-//! `meridian bench put|get|mixed`: throughput and latency percentiles against a running
+//! `meridian bench put|get|mixed|publish` (`publish`: see `bench/publish.rs`): throughput and latency percentiles against a running
 //! cluster, over etcd's gRPC `KV` service (the path etcd's own benchmark tool takes, so the
 //! figures compare).
 //!
@@ -7,6 +7,7 @@
 //! tasks has one request in flight at a time; the tasks share `--conns` connections.
 
 mod keys;
+mod publish;
 mod summary;
 mod worker;
 
@@ -78,6 +79,15 @@ pub struct BenchArgs {
     /// the forwarding hop.
     #[arg(long)]
     target_leader: bool,
+    /// `publish`: partitions of the stream the run creates.
+    #[arg(long, default_value_t = 3)]
+    partitions: u32,
+    /// `publish`: publish to this existing stream instead of creating one.
+    #[arg(long)]
+    stream: Option<String>,
+    /// `publish`: also measure publish-to-consume latency (a follower per partition).
+    #[arg(long)]
+    e2e: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -88,6 +98,8 @@ enum BenchOp {
     Get,
     /// Random reads and writes (see --read-ratio) over a preloaded key set.
     Mixed,
+    /// Stream publishes (see --partitions, --e2e).
+    Publish,
 }
 
 impl BenchOp {
@@ -96,6 +108,7 @@ impl BenchOp {
             BenchOp::Put => "put",
             BenchOp::Get => "get",
             BenchOp::Mixed => "mixed",
+            BenchOp::Publish => "publish",
         }
     }
 }
@@ -103,9 +116,23 @@ impl BenchOp {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     check_args(&args)?;
     let conns = args.conns.unwrap_or(args.clients.min(CONNS_DEFAULT_MAX));
+    if args.op == BenchOp::Publish {
+        return publish::run(publish::PublishArgs {
+            endpoints: &args.endpoints,
+            clients: args.clients,
+            conns,
+            total: args.total,
+            value_size: args.value_size,
+            partitions: args.partitions,
+            stream: args.stream.clone(),
+            e2e: args.e2e,
+            output: args.output,
+        })
+        .await;
+    }
     let keys = args.keys.unwrap_or(match args.op {
         BenchOp::Put => args.total,
-        BenchOp::Get | BenchOp::Mixed => READ_KEYS_DEFAULT,
+        BenchOp::Get | BenchOp::Mixed | BenchOp::Publish => READ_KEYS_DEFAULT,
     });
     check_key_space(keys, args.key_size)?;
     let endpoints = meridian_client::parse_endpoints(&args.endpoints)?;
@@ -141,7 +168,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let workload = match args.op {
         BenchOp::Put => Workload::SequentialPuts,
         BenchOp::Get => Workload::RandomGets,
-        BenchOp::Mixed => Workload::Mixed {
+        BenchOp::Mixed | BenchOp::Publish => Workload::Mixed {
             read_ratio: args.read_ratio,
         },
     };

@@ -1,5 +1,5 @@
 //! Layer: bin. The `meridian` command: `server`, `cluster`, `kv`, `placement`, `bench`,
-//! `playground`.
+//! `playground`, `stream`.
 
 mod bench;
 mod cluster;
@@ -11,6 +11,7 @@ mod placement_cmd;
 mod playground;
 mod server;
 mod status_view;
+mod stream_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Start a 5-node, 3-region cluster on this machine to try Meridian.
     Playground(playground::PlaygroundArgs),
+    /// Event streams: create, publish, read, follow, consumer groups.
+    Stream(stream_cmd::StreamArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -93,6 +96,10 @@ fn main() -> std::process::ExitCode {
             Cmd::Playground(a) => {
                 init_tracing("info");
                 playground::run(a).await
+            }
+            Cmd::Stream(a) => {
+                init_tracing("warn");
+                stream_cmd::run(a).await
             }
         }
     });

@@ -174,8 +174,15 @@ fn range_row(v: &ClusterView, r: &RangeView, at: &dyn Fn(u64) -> String) -> Vec<
         } else {
             r.id.to_string()
         },
-        bound(&r.start),
-        bound(&r.end),
+        match &r.system {
+            Some(label) => label.clone(),
+            None => bound(&r.start),
+        },
+        if r.system.is_some() {
+            "-".into()
+        } else {
+            bound(&r.end)
+        },
         rule,
         join(&r.replicas),
         learners,
@@ -224,6 +231,7 @@ mod tests {
             rule: (id != 0).then(String::new),
             learners: vec![],
             leader_region: None,
+            system: None,
         }
     }
 

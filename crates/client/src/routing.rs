@@ -152,6 +152,7 @@ mod tests {
             rule: None,
             learners: vec![],
             leader_region: None,
+            system: None,
         };
         Topology::from_view(&ClusterView {
             cluster_id: 1,

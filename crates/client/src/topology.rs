@@ -47,7 +47,8 @@ impl Topology {
         let mut ranges: Vec<RangeRoute> = view
             .ranges
             .iter()
-            .filter(|r| r.id != META_RANGE_ID)
+            // System ranges (stream partitions, queues) hold no keys.
+            .filter(|r| r.id != META_RANGE_ID && r.system.is_none())
             .map(|r| RangeRoute {
                 id: r.id,
                 start: r.start.as_bytes().to_vec(),
@@ -191,6 +192,7 @@ mod tests {
             rule: None,
             learners: vec![],
             leader_region: None,
+            system: None,
         }
     }
 

@@ -268,6 +268,34 @@ impl RaftGroup {
         (r, self.freshness.staleness(applied))
     }
 
+    /// Reads the applied state and reports the applied index the closure saw.
+    pub fn read_at<R>(&self, f: impl FnOnce(&GroupState) -> R) -> (R, u64) {
+        let d = self.sm.data.read();
+        (f(&d.state), d.last_applied.map(|l| l.index).unwrap_or(0))
+    }
+
+    /// Waits until this replica has applied an entry past `index`, at most `timeout`; answers
+    /// whether it has (long polls wait on it instead of polling the state).
+    pub async fn wait_applied_past(&self, index: u64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.raft.metrics();
+        let wait = async {
+            loop {
+                let applied = rx
+                    .borrow_watched()
+                    .last_applied
+                    .map(|l| l.index)
+                    .unwrap_or(0);
+                if applied > index {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.is_leader()
     }

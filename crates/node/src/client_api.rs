@@ -227,6 +227,11 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
         }
     }
 
+    /// The node's event-stream operations (`None` where streams are not served).
+    fn streams(&self) -> Option<crate::stream::Streams> {
+        None
+    }
+
     /// Marks a node that holds nothing as removed; `not_drained` while it still holds replicas
     /// or votes in the meta group.
     fn remove_node(&self, node: u64) -> impl Future<Output = Result<(), MeridianError>> + Send {

@@ -227,6 +227,10 @@ impl ClientApi for Node {
         self.remove(NodeId(node)).await
     }
 
+    fn streams(&self) -> Option<crate::stream::Streams> {
+        Some(Node::streams(self))
+    }
+
     async fn range(
         &self,
         req: RangeRequest,
@@ -410,7 +414,7 @@ impl ClientApi for Node {
         let map = self.map_or_err()?;
         let mut compacted_any = false;
         let mut last_err = None;
-        for r in map.ranges.values() {
+        for r in map.ranges.values().filter(|r| r.is_keyspace()) {
             let op = GroupOp::Compact {
                 revision,
                 request_id: RequestId(meridian_types::rng::next_u128()),
@@ -488,6 +492,7 @@ impl ClientApi for Node {
                 leader_region: leader
                     .and_then(|l| map.nodes.get(&l))
                     .map(|n| n.region.clone()),
+                system: None,
             }
         };
         let mut ranges = vec![view_of(0, b"", b"", &map.meta_replicas, map.version)];
@@ -495,6 +500,7 @@ impl ClientApi for Node {
             let mut v = view_of(r.id.0, &r.start, &r.end, &r.replicas, r.version);
             v.rule = Some(lossy(&map.rule_for(r).prefix));
             v.learners = r.learners.iter().map(|n| n.0).collect();
+            v.system = r.system.as_ref().map(|s| s.label.clone());
             ranges.push(v);
         }
         // The meta leader's driver is the one at work; others report nothing.
@@ -609,6 +615,7 @@ mod tests {
             replicas: vec![],
             learners: vec![],
             version: 1,
+            system: None,
         }
     }
 

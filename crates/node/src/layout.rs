@@ -181,6 +181,7 @@ pub fn initial_map_split_at(
                 replicas,
                 learners: Vec::new(),
                 version: 1,
+                system: None,
             },
         );
     }

@@ -18,6 +18,10 @@ mod placement;
 pub mod placement_driver;
 pub mod probe;
 mod router;
+pub mod stream;
+mod stream_maintenance;
+mod stream_metrics;
+pub mod system_ranges;
 mod view;
 
 pub use client_api::{

@@ -83,6 +83,19 @@ pub enum GroupOp {
     TransferLeader {
         to: NodeId,
     },
+    /// A command to a stream partition, stamped by the leader with its clock.
+    Stream {
+        cmd: meridian_state::stream::StreamCommand,
+        request_id: Option<RequestId>,
+    },
+    /// Reads a stream partition on its leader, waiting up to `wait_ms` while there is nothing
+    /// to read.
+    StreamRead(crate::stream::PartitionReadRequest),
+    /// A partition's offsets, size, committed offsets and groups (from its leader).
+    StreamInfo {
+        stream: String,
+        partition: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -126,6 +139,9 @@ pub enum GroupReply {
     Kv(KvResult),
     Done,
     Membership(meridian_consensus::GroupMembership),
+    Stream(meridian_state::stream::StreamResult),
+    StreamRead(meridian_state::stream::StreamRead),
+    StreamInfo(crate::stream::PartitionInfo),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

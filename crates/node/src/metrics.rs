@@ -74,6 +74,8 @@ pub struct Metrics {
     pub placement_leader_transfers: Counter,
     /// Ranges the placement driver is still working on (set on the meta leader).
     pub ranges_out_of_rule: Gauge,
+    /// Stream publishes, reads and consumer lag (`stream_metrics.rs`).
+    pub streams: crate::stream_metrics::StreamMetrics,
 }
 
 impl Metrics {
@@ -188,8 +190,10 @@ impl Metrics {
             "Ranges not yet meeting their placement rule (on the meta leader)",
             ranges_out_of_rule.clone(),
         );
+        let streams = crate::stream_metrics::StreamMetrics::register(&mut registry);
         Self {
             registry,
+            streams,
             peer_rtt_seconds,
             peer_rtt_p99_seconds,
             peer_probe_failures,

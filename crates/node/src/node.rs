@@ -149,6 +149,7 @@ impl Node {
         }
         node.spawn_background();
         node.spawn_placement_driver();
+        node.spawn_stream_maintenance();
         Ok(node)
     }
 
@@ -289,8 +290,10 @@ impl Node {
             let hosts = r.replicas.contains(&me) || r.learners.contains(&me);
             if hosts && self.group(r.id.group()).is_none() {
                 let voters = addrs(&map, &r.replicas);
-                let init_first = r.replicas.iter().min() == Some(&me);
-                let init_first = init_first && r.learners.is_empty() && r.version <= 1;
+                // A system range born after `init` is initialised by every first replica (same
+                // voters everywhere, so safe), so it forms even if one of them is down.
+                let first = r.replicas.iter().min() == Some(&me) || r.system.is_some();
+                let init_first = first && r.learners.is_empty() && r.version <= 1;
                 if let Err(e) = self
                     .open_group(r.id.group(), if init_first { Some(voters) } else { None })
                     .await

@@ -68,6 +68,7 @@ fn default_rule(map: &ClusterMap) -> PlacementRule {
         replicas: Vec::new(),
         learners: Vec::new(),
         version: 0,
+        system: None,
     })
 }
 

@@ -599,6 +599,12 @@ impl Node {
             for g in self.hosted_groups() {
                 let gid = g.group();
                 let Some(r) = map.ranges.get(&RangeId(gid.0)) else {
+                    // A range the map no longer lists (a deleted stream's system range).
+                    let first = *since.entry(gid).or_insert_with(Instant::now);
+                    if !gid.is_meta() && first.elapsed() >= DEPARTED_GRACE {
+                        since.remove(&gid);
+                        gone.push(gid);
+                    }
                     continue;
                 };
                 if gid.is_meta() || r.replicas.contains(&me) || r.learners.contains(&me) {

@@ -267,6 +267,9 @@ impl Node {
                 g.transfer_leader(to).await?;
                 Ok(GroupReply::Done)
             }
+            op @ (GroupOp::Stream { .. } | GroupOp::StreamRead(_) | GroupOp::StreamInfo { .. }) => {
+                self.execute_stream_local(&g, group, op).await
+            }
         }
     }
 

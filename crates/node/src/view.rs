@@ -93,6 +93,9 @@ pub struct RangeView {
     /// Region of the leader, if it is known.
     #[serde(default)]
     pub leader_region: Option<String>,
+    /// For a system range (outside the key space): what it holds, e.g. `stream orders/0`.
+    #[serde(default)]
+    pub system: Option<String>,
 }
 
 /// One node's own status.

@@ -1,10 +1,17 @@
-//! Layer: types. Generated protobuf code: Meridian's node RPC and etcd's v3 API.
+//! Layer: types. Generated protobuf code: Meridian's node RPC, its client services
+//! (`meridian.v1`) and etcd's v3 API.
 //!
 //! Architecture invariant: generated code only; no logic lives here.
 
 pub mod node {
     #![allow(clippy::all)]
     tonic::include_proto!("meridian.node.v1");
+}
+
+/// Meridian's client gRPC services (`meridian.v1`): event streams.
+pub mod v1 {
+    #![allow(clippy::all)]
+    tonic::include_proto!("meridian.v1");
 }
 
 /// etcd's v3 API, generated from etcd's own `.proto` files (vendored under `proto/etcd`, see the

@@ -5,6 +5,7 @@ use crate::dedup::DedupTable;
 use crate::kv::KvState;
 use crate::kv_types::{KvEntry, KvResult};
 use crate::meta::{ClusterMap, MetaCommand};
+use crate::stream::{StreamEntry, StreamResult, StreamsState};
 use meridian_types::MeridianError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,6 +15,8 @@ use std::fmt;
 pub enum Command {
     Kv(KvEntry),
     Meta(MetaCommand),
+    /// A command to a stream partition hosted by this range.
+    Stream(StreamEntry),
 }
 
 impl fmt::Display for Command {
@@ -36,7 +39,16 @@ impl fmt::Display for Command {
                     MetaCommand::DeletePlacement { .. } => "delete_placement",
                     MetaCommand::SetRangeMembers { .. } => "set_range_members",
                     MetaCommand::SetMetaReplicas { .. } => "set_meta_replicas",
+                    MetaCommand::AddSystemRanges { .. } => "add_system_ranges",
+                    MetaCommand::CreateStream(_) => "create_stream",
+                    MetaCommand::DeleteStream { .. } => "delete_stream",
                 }
+            ),
+            Command::Stream(e) => write!(
+                f,
+                "stream(now_ms={}, request_id={:?})",
+                e.now_ms,
+                e.request_id.map(|r| r.0)
             ),
         }
     }
@@ -47,6 +59,7 @@ impl fmt::Display for Command {
 pub enum CommandResult {
     Kv(Result<KvResult, MeridianError>),
     Meta(Result<(), MeridianError>),
+    Stream(Result<StreamResult, MeridianError>),
     /// Entries with no command (Raft's blank and membership entries).
     None,
 }
@@ -57,6 +70,11 @@ pub struct GroupState {
     pub kv: KvState,
     pub meta: ClusterMap,
     dedup: DedupTable<Result<KvResult, MeridianError>>,
+    /// Stream partitions hosted by this range.
+    #[serde(default)]
+    pub streams: StreamsState,
+    #[serde(default)]
+    stream_dedup: DedupTable<Result<StreamResult, MeridianError>>,
 }
 
 impl GroupState {
@@ -73,6 +91,16 @@ impl GroupState {
                 CommandResult::Kv(result)
             }
             Command::Meta(m) => CommandResult::Meta(self.meta.apply(m)),
+            Command::Stream(entry) => {
+                if let Some(done) = entry.request_id.and_then(|id| self.stream_dedup.get(id)) {
+                    return CommandResult::Stream(done.clone());
+                }
+                let result = self.streams.apply(entry);
+                if let Some(id) = entry.request_id {
+                    self.stream_dedup.insert(id, result.clone());
+                }
+                CommandResult::Stream(result)
+            }
         }
     }
 }

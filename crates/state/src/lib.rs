@@ -11,14 +11,17 @@ pub mod group;
 pub mod kv;
 pub mod kv_types;
 pub mod meta;
+pub mod meta_system;
 pub mod placement;
 pub mod placement_check;
 pub mod placement_plan;
+pub mod stream;
+pub mod stream_group;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};
 pub use kv::KvState;
 pub use kv_types::*;
-pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo};
+pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo, StreamSpec, SystemRange};
 pub use placement::{PlacementRule, Survival};
 pub use placement_check::{assign, meets, validate_rule};

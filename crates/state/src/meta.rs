@@ -1,5 +1,6 @@
 //! The meta group's state: the cluster map (nodes and ranges).
 
+pub use crate::meta_system::{StreamSpec, SystemRange};
 use crate::placement::{PlacementRule, Survival};
 use meridian_types::{ClusterId, ErrorCode, MeridianError, NodeId, RangeId};
 use serde::{Deserialize, Serialize};
@@ -45,11 +46,23 @@ pub struct RangeInfo {
     pub learners: Vec<NodeId>,
     /// Bumped on every change of bounds, replicas or learners.
     pub version: u64,
+    /// Set for a range outside the key space that holds objects (stream partitions, queues):
+    /// key routing, scans and the prefix rules ignore it.
+    #[serde(default)]
+    pub system: Option<SystemRange>,
 }
 
 impl RangeInfo {
+    /// Whether `key` falls in the range (never for a system range).
     pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+        self.system.is_none()
+            && key >= self.start.as_slice()
+            && (self.end.is_empty() || key < self.end.as_slice())
+    }
+
+    /// Whether this is a key-value range (not a system range).
+    pub fn is_keyspace(&self) -> bool {
+        self.system.is_none()
     }
 }
 
@@ -65,6 +78,9 @@ pub struct ClusterMap {
     pub placements: BTreeMap<Vec<u8>, PlacementRule>,
     /// Bumped on every change.
     pub version: u64,
+    /// Event streams by name.
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamSpec>,
 }
 
 impl ClusterMap {
@@ -78,7 +94,7 @@ impl ClusterMap {
         // until splits arrive, when this becomes a BTreeMap keyed by start.
         self.ranges
             .values()
-            .filter(|r| r.start.as_slice() <= key)
+            .filter(|r| r.is_keyspace() && r.start.as_slice() <= key)
             .max_by(|a, b| a.start.cmp(&b.start))
             .filter(|r| r.contains(key))
     }
@@ -87,6 +103,12 @@ impl ClusterMap {
     /// else the cluster default (3 replicas, or fewer on a smaller cluster; region survival when
     /// there are three regions or more, else zone survival; no leader preference).
     pub fn rule_for(&self, range: &RangeInfo) -> PlacementRule {
+        // A system range follows the rule its object names, else the cluster default.
+        if let Some(sys) = &range.system
+            && let Some(r) = sys.placement.as_ref().and_then(|p| self.placements.get(p))
+        {
+            return r.clone();
+        }
         if let Some(r) = self
             .placements
             .values()
@@ -122,6 +144,9 @@ impl ClusterMap {
             .ranges
             .values()
             .filter(|r| {
+                if !r.is_keyspace() {
+                    return false;
+                }
                 let starts_before_end = end.is_empty() || r.start.as_slice() < end;
                 let ends_after_start = r.end.is_empty() || r.end.as_slice() > start;
                 starts_before_end && ends_after_start
@@ -134,7 +159,8 @@ impl ClusterMap {
     /// Checks the map is whole: ranges tile the key space without gaps or overlaps, and every
     /// replica is a known node.
     pub fn validate(&self) -> Result<(), MeridianError> {
-        let mut ranges: Vec<&RangeInfo> = self.ranges.values().collect();
+        let mut ranges: Vec<&RangeInfo> =
+            self.ranges.values().filter(|r| r.is_keyspace()).collect();
         ranges.sort_by(|a, b| a.start.cmp(&b.start));
         let mut expect_start: &[u8] = &[];
         for (i, r) in ranges.iter().enumerate() {
@@ -197,6 +223,18 @@ pub enum MetaCommand {
     SetMetaReplicas {
         replicas: Vec<NodeId>,
     },
+    /// Adds system ranges (each with `system` set, all with one token) at fresh ids, version 1.
+    /// Again with the same token changes nothing; the creator finds the ids by the token.
+    AddSystemRanges {
+        ranges: Vec<RangeInfo>,
+    },
+    /// Adds a stream to the catalogue and labels its system ranges (again with the same uid
+    /// changes nothing).
+    CreateStream(StreamSpec),
+    /// Removes a stream and the system ranges that only it used (none is not an error).
+    DeleteStream {
+        name: String,
+    },
 }
 
 impl ClusterMap {
@@ -240,6 +278,9 @@ impl ClusterMap {
             MetaCommand::SetPlacement(_)
             | MetaCommand::DeletePlacement { .. }
             | MetaCommand::SetRangeMembers { .. }
+            | MetaCommand::AddSystemRanges { .. }
+            | MetaCommand::CreateStream(_)
+            | MetaCommand::DeleteStream { .. }
                 if !self.is_initialized() =>
             {
                 // `Init` replaces the whole map: a change applied before it would be lost.
@@ -312,6 +353,9 @@ impl ClusterMap {
                 self.meta_replicas = replicas.clone();
                 self.version += 1;
             }
+            MetaCommand::AddSystemRanges { ranges } => self.add_system_ranges(ranges)?,
+            MetaCommand::CreateStream(spec) => self.create_stream(spec)?,
+            MetaCommand::DeleteStream { name } => self.delete_stream(name),
         }
         Ok(())
     }
@@ -351,6 +395,7 @@ mod tests {
                     replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
                     learners: vec![],
                     version: 1,
+                    system: None,
                 },
             );
         }

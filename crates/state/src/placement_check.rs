@@ -621,6 +621,7 @@ mod tests {
                         replicas: vec![*id],
                         learners: vec![],
                         version: 1,
+                        system: None,
                     },
                 );
             }

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     TooStale,
     Corruption,
     Internal,
+    /// No stream of that name.
+    StreamNotFound,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::TooStale => "too_stale",
             ErrorCode::Corruption => "corruption",
             ErrorCode::Internal => "internal",
+            ErrorCode::StreamNotFound => "stream_not_found",
         }
     }
 

@@ -36,6 +36,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::UnknownNode
         | ErrorCode::NotDrained => Code::FailedPrecondition,
         ErrorCode::Corruption | ErrorCode::Internal => Code::Internal,
+        ErrorCode::StreamNotFound => Code::NotFound,
     }
 }
 

@@ -12,6 +12,7 @@
 //! | `GET /v1/placement`, `GET/PUT/DELETE /v1/placement/{prefix}` | placement rules ([`placement`]) |
 //! | `POST /v1/cluster/nodes/{id}/drain` | start draining a node; what it still holds |
 //! | `DELETE /v1/cluster/nodes/{id}` | remove a drained node (409 `not_drained` before) |
+//! | `/v1/streams/...` | event streams: create, publish, read, follow, consumer groups ([`streams`]) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
@@ -22,6 +23,7 @@ pub mod json;
 pub mod kv;
 pub mod placement;
 pub mod request_id;
+pub mod streams;
 pub mod txn;
 
 use crate::http::error::{HttpError, error_response};
@@ -71,6 +73,39 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
         .route(
             "/v1/cluster/nodes/{id}",
             axum::routing::delete(remove_node::<A>),
+        )
+        .route(
+            "/v1/streams",
+            get(streams::list::<A>).post(streams::create::<A>),
+        )
+        .route(
+            "/v1/streams/{name}",
+            get(streams::get::<A>).delete(streams::delete::<A>),
+        )
+        .route("/v1/streams/{name}/messages", post(streams::publish::<A>))
+        .route(
+            "/v1/streams/{name}/partitions/{partition}/messages",
+            get(streams::read::<A>),
+        )
+        .route(
+            "/v1/streams/{name}/partitions/{partition}/follow",
+            get(streams::follow::<A>),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}",
+            get(streams::group_status::<A>),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}/heartbeat",
+            post(streams::heartbeat::<A>),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}/leave",
+            post(streams::leave::<A>),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}/commit",
+            post(streams::commit::<A>),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))

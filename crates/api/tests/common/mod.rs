@@ -94,6 +94,7 @@ pub fn topology() -> ClusterMap {
                 replicas: vec![NodeId(1), NodeId(3), NodeId(5)],
                 learners: vec![],
                 version: 1,
+                system: None,
             },
         );
     }
@@ -385,6 +386,7 @@ impl ClientApi for FakeApi {
                 rule: None,
                 learners: vec![],
                 leader_region: Some("eu-west".into()),
+                system: None,
             }],
             latency: Vec::new(),
             placements: placement_views(&self.map.lock()),

@@ -1,0 +1,212 @@
+//! `meridian.v1.Streams`: event streams over gRPC, the same operations as `/v1/streams`, and
+//! `Follow`, a server stream of one partition's messages as they are published.
+
+use crate::etcd::status::to_status;
+use crate::http::request_id::parse_request_id;
+use meridian_node::ClientApi;
+use meridian_node::stream::{PartitionReadRequest, Streams};
+use meridian_proto::v1 as pb;
+use meridian_proto::v1::streams_server::{Streams as StreamsService, StreamsServer};
+use meridian_state::stream::{NewMessage, ReadFrom, StreamMessage, StreamRead};
+use meridian_types::MeridianError;
+use std::pin::Pin;
+use tonic::{Request, Response, Status};
+
+/// How long one read inside `Follow` waits for a message.
+const FOLLOW_POLL_MS: u64 = 15_000;
+
+/// The `Streams` service over a node's [`ClientApi`].
+#[derive(Clone, Debug)]
+pub struct GrpcStreams<A> {
+    api: A,
+}
+
+/// The service, ready to add to a router.
+pub fn server<A: ClientApi>(api: A) -> StreamsServer<GrpcStreams<A>> {
+    let max = api.limits().request_bytes_max;
+    StreamsServer::new(GrpcStreams { api }).max_decoding_message_size(max)
+}
+
+impl<A: ClientApi> GrpcStreams<A> {
+    fn streams(&self) -> Result<Streams, Status> {
+        self.api
+            .streams()
+            .ok_or_else(|| Status::unimplemented("this server does not serve streams"))
+    }
+}
+
+fn message_pb(partition: u32, m: &StreamMessage) -> pb::StreamMessage {
+    pb::StreamMessage {
+        partition,
+        offset: m.offset,
+        timestamp_ms: m.timestamp_ms,
+        key: m.key.clone(),
+        value: m.payload.clone(),
+        headers: m.headers.iter().cloned().collect(),
+    }
+}
+
+fn read_request(r: pb::ReadRequest) -> PartitionReadRequest {
+    use pb::read_request::From;
+    let from = match r.from {
+        Some(From::Offset(o)) => ReadFrom::Offset(o),
+        Some(From::TimeMs(t)) => ReadFrom::Time(t),
+        Some(From::Latest(true)) => ReadFrom::Latest,
+        Some(From::Earliest(_) | From::Latest(false)) | None => ReadFrom::Earliest,
+    };
+    PartitionReadRequest {
+        stream: r.stream,
+        partition: r.partition,
+        from,
+        group: (!r.group.is_empty()).then_some(r.group),
+        max_count: if r.max == 0 { 100 } else { r.max },
+        max_bytes: if r.max_bytes == 0 {
+            1 << 20
+        } else {
+            r.max_bytes
+        },
+        wait_ms: r.wait_ms,
+    }
+}
+
+fn read_response(partition: u32, r: StreamRead) -> pb::ReadResponse {
+    pb::ReadResponse {
+        messages: r
+            .messages
+            .iter()
+            .map(|m| message_pb(partition, m))
+            .collect(),
+        next_offset: r.next_offset,
+        first_offset: r.first_offset,
+        end_offset: r.end_offset,
+    }
+}
+
+type FollowStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::StreamMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<A: ClientApi> StreamsService for GrpcStreams<A> {
+    async fn publish(
+        &self,
+        req: Request<pb::PublishRequest>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
+        let r = req.into_inner();
+        let rid = if r.request_id.is_empty() {
+            None
+        } else {
+            Some(parse_request_id(&r.request_id).map_err(to_status)?)
+        };
+        let msgs = r
+            .messages
+            .into_iter()
+            .map(|m| NewMessage {
+                key: m.key,
+                payload: m.value,
+                headers: m.headers.into_iter().collect(),
+                dedup_id: (!m.dedup_id.is_empty()).then_some(m.dedup_id),
+            })
+            .collect();
+        let acks = self
+            .streams()?
+            .publish(&r.stream, r.partition, msgs, rid)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::PublishResponse {
+            acks: acks
+                .into_iter()
+                .map(|a| pb::Ack {
+                    partition: a.partition,
+                    offset: a.offset,
+                    duplicate: a.duplicate,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn read(
+        &self,
+        req: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        let r = read_request(req.into_inner());
+        let p = r.partition;
+        let got = self.streams()?.read(r).await.map_err(to_status)?;
+        Ok(Response::new(read_response(p, got)))
+    }
+
+    type FollowStream = FollowStream;
+
+    async fn follow(
+        &self,
+        req: Request<pb::ReadRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let s = self.streams()?;
+        let mut r = read_request(req.into_inner());
+        r.wait_ms = FOLLOW_POLL_MS;
+        s.spec(&r.stream).map_err(to_status)?;
+        let out = futures::stream::unfold(Some((s, r)), |st| async move {
+            let (s, mut r) = st?;
+            let p = r.partition;
+            match s.read(r.clone()).await {
+                Ok(got) => {
+                    r.from = ReadFrom::Offset(got.next_offset);
+                    r.group = None;
+                    let items: Vec<Result<pb::StreamMessage, Status>> =
+                        got.messages.iter().map(|m| Ok(message_pb(p, m))).collect();
+                    Some((futures::stream::iter(items), Some((s, r))))
+                }
+                Err(e) => Some((futures::stream::iter(vec![Err(to_status(e))]), None)),
+            }
+        });
+        use futures::StreamExt;
+        Ok(Response::new(Box::pin(out.flatten())))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let a = self
+            .streams()?
+            .heartbeat(&r.stream, &r.group, &r.member, r.session_timeout_ms)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            generation: a.generation,
+            members: a.members,
+            partitions: a
+                .partitions
+                .into_iter()
+                .map(|(partition, committed)| pb::Assigned {
+                    partition,
+                    committed,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn leave(
+        &self,
+        req: Request<pb::LeaveRequest>,
+    ) -> Result<Response<pb::LeaveResponse>, Status> {
+        let r = req.into_inner();
+        self.streams()?
+            .leave(&r.stream, &r.group, &r.member)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::LeaveResponse {}))
+    }
+
+    async fn commit(
+        &self,
+        req: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let r = req.into_inner();
+        self.streams()?
+            .commit(&r.stream, &r.group, r.partition, r.offset)
+            .await
+            .map_err(|e: MeridianError| to_status(e))?;
+        Ok(Response::new(pb::CommitResponse {}))
+    }
+}

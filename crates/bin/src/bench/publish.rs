@@ -1,0 +1,266 @@
+//! `meridian bench publish`: messages per second and publish-to-ack latency over the
+//! `meridian.v1.Streams` gRPC service, and with `--e2e` publish-to-consume latency (one `Follow`
+//! per partition, each message carrying its send time).
+//!
+//! The run creates a stream `bench-<random>` with `--partitions` partitions (or uses `--stream`),
+//! sends `--total` messages of `--value-size` bytes from `--clients` tasks (one publish in flight
+//! each, partitions taken in turn), and deletes the stream it created.
+
+use super::summary::{LatencySummary, OpKind, Recorder, RunInfo, Summary, new_histogram};
+use super::worker::REQUEST_TIMEOUT;
+use crate::kv_cmd::Output;
+use anyhow::{Context, bail};
+use meridian_proto::v1 as pb;
+use meridian_proto::v1::streams_client::StreamsClient;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::transport::Channel;
+
+/// Longest a connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the consumers of `--e2e` wait for the last messages after the publishers finish.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// What `bench publish` needs from the command line.
+pub struct PublishArgs<'a> {
+    pub endpoints: &'a [String],
+    pub clients: usize,
+    pub conns: usize,
+    pub total: u64,
+    pub value_size: usize,
+    pub partitions: u32,
+    pub stream: Option<String>,
+    pub e2e: bool,
+    pub output: Output,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+async fn http_call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut req = http.request(method, &url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.with_context(|| format!("call {url}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{url}: {status} {v}");
+    }
+    Ok(v)
+}
+
+pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let base = meridian_client::parse_endpoint(&a.endpoints[0])?;
+    let (stream, created) = match &a.stream {
+        Some(s) => (s.clone(), false),
+        None => {
+            let name = format!("bench-{:08x}", rand::random::<u32>());
+            let body = serde_json::json!({"name": name, "partitions": a.partitions});
+            http_call(
+                &http,
+                reqwest::Method::POST,
+                format!("{base}/v1/streams"),
+                Some(body),
+            )
+            .await?;
+            (name, true)
+        }
+    };
+    let spec = http_call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/v1/streams/{stream}"),
+        None,
+    )
+    .await?;
+    let partitions = spec["spec"]["partitions"].as_u64().unwrap_or(1) as u32;
+
+    let mut clients = Vec::new();
+    for i in 0..a.conns.max(1) {
+        let url = meridian_client::parse_endpoint(&a.endpoints[i % a.endpoints.len()])?;
+        let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
+        clients.push(StreamsClient::new(ch));
+    }
+
+    // End to end: one follower per partition from the tail, started before publishing.
+    let e2e_hist = Arc::new(shared_hist::Hist::default());
+    let mut followers = tokio::task::JoinSet::new();
+    if a.e2e {
+        for p in 0..partitions {
+            let mut c = clients[p as usize % clients.len()].clone();
+            let req = pb::ReadRequest {
+                stream: stream.clone(),
+                partition: p,
+                from: Some(pb::read_request::From::Latest(true)),
+                max: 1000,
+                ..Default::default()
+            };
+            let mut s = c
+                .follow(req)
+                .await
+                .context("start a follower")?
+                .into_inner();
+            let h = e2e_hist.clone();
+            followers.spawn(async move {
+                while let Ok(Some(m)) = s.message().await {
+                    if m.value.len() >= 8 {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&m.value[..8]);
+                        let sent = u64::from_le_bytes(b);
+                        h.record(now_us().saturating_sub(sent));
+                    }
+                }
+            });
+        }
+        // Let the followers reach the tail before the first publish.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..a.clients {
+        let mut c: StreamsClient<Channel> = clients[t % clients.len()].clone();
+        let (next, stream, total, size) = (next.clone(), stream.clone(), a.total, a.value_size);
+        tasks.spawn(async move {
+            let mut rec = Recorder::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return rec;
+                }
+                let mut value = vec![b'x'; size.max(8)];
+                value[..8].copy_from_slice(&now_us().to_le_bytes());
+                let req = pb::PublishRequest {
+                    stream: stream.clone(),
+                    partition: Some((i % u64::from(partitions)) as u32),
+                    messages: vec![pb::Message {
+                        value,
+                        ..Default::default()
+                    }],
+                    request_id: String::new(),
+                };
+                let t0 = Instant::now();
+                match tokio::time::timeout(REQUEST_TIMEOUT, c.publish(req)).await {
+                    Ok(Ok(_)) => rec.record_ok(OpKind::Put, t0.elapsed()),
+                    Ok(Err(s)) => rec.record_error(&format!("{:?}", s.code())),
+                    Err(_) => rec.record_error("timeout"),
+                }
+            }
+        });
+    }
+    let mut all = Recorder::new();
+    while let Some(r) = tasks.join_next().await {
+        all.merge(&r.context("join a publisher")?)?;
+    }
+    let elapsed = started.elapsed();
+    if a.e2e {
+        let deadline = Instant::now() + DRAIN_WAIT;
+        while e2e_hist.len() < all.ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        followers.abort_all();
+    }
+    if created {
+        let _ = http_call(
+            &http,
+            reqwest::Method::DELETE,
+            format!("{base}/v1/streams/{stream}"),
+            None,
+        )
+        .await;
+    }
+
+    let info = RunInfo {
+        op: "publish",
+        clients: a.clients,
+        conns: clients.len(),
+        consistency: format!("{partitions} partition(s)"),
+        key_size: 0,
+        value_size: a.value_size,
+        keys: u64::from(partitions),
+        target_leader: false,
+    };
+    let summary = Summary::new(info, &all, elapsed)?;
+    let e2e = a.e2e.then(|| (e2e_hist.len(), e2e_hist.summary()));
+    match a.output {
+        Output::Text => {
+            println!(
+                "publish benchmark: {} clients over {} connections, {}-byte messages, {} partition(s), acked after a quorum fsync",
+                a.clients,
+                clients.len(),
+                a.value_size,
+                partitions
+            );
+            let text = summary.render_text();
+            for line in text.lines().skip(1) {
+                println!("{}", line.replace("ops/s ", "msgs/s"));
+            }
+            if let Some((n, l)) = &e2e {
+                println!(
+                    "  end to end {n} consumed, p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                );
+            }
+        }
+        Output::Json => {
+            let mut v = serde_json::to_value(&summary)?;
+            if let Some((n, l)) = e2e {
+                v["end_to_end"] = serde_json::json!({"consumed": n, "latency_ms": l});
+            }
+            println!("{v}");
+        }
+    }
+    if summary.ok == 0 {
+        bail!("every publish failed: {:?}", summary.errors_by_code);
+    }
+    Ok(())
+}
+
+/// A histogram shared by the followers (a mutex is fine at these rates).
+mod shared_hist {
+    use super::{LatencySummary, new_histogram};
+    use std::sync::Mutex;
+
+    pub struct Hist(Mutex<hdrhistogram::Histogram<u64>>);
+
+    impl Default for Hist {
+        fn default() -> Self {
+            Self(Mutex::new(new_histogram()))
+        }
+    }
+
+    impl Hist {
+        pub fn record(&self, us: u64) {
+            if let Ok(mut h) = self.0.lock() {
+                h.saturating_record(us.max(1));
+            }
+        }
+
+        pub fn len(&self) -> u64 {
+            self.0.lock().map(|h| h.len()).unwrap_or(0)
+        }
+
+        pub fn summary(&self) -> LatencySummary {
+            self.0
+                .lock()
+                .map(|h| LatencySummary::of(&h))
+                .unwrap_or_default()
+        }
+    }
+}
