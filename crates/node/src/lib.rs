@@ -9,6 +9,7 @@ mod config;
 mod drain;
 mod hlc;
 mod kv;
+pub mod lease;
 pub mod latency;
 pub mod layout;
 pub mod messages;
@@ -19,6 +20,7 @@ pub mod placement_driver;
 pub mod probe;
 mod router;
 mod view;
+pub mod watch;
 
 pub use client_api::{
     BOUNDED_STALENESS_MAX, CONSISTENCY_FORMS, ClientApi, Consistency, RangeRead, ReadOptions,
@@ -30,4 +32,6 @@ pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use metrics::Metrics;
 pub use node::Node;
 pub use placement::{PlacementView, placement_views};
+pub use lease::{LeaseInfo, LeaseOp, LeaseReply};
+pub use watch::{WatchMessage, WatchSpec, WatchStream};
 pub use view::{ClusterView, DrainStatus, LatencyView, NodeStatus, NodeView, RangeView};

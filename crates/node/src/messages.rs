@@ -3,7 +3,8 @@
 use crate::client_api::Consistency;
 use crate::latency::LatencyRow;
 use meridian_state::{
-    ClusterMap, KvResult, MetaCommand, NodeInfo, RangeRequest, RangeResponse, TxnRequest,
+    ClusterMap, KvCommand, KvResult, MetaCommand, NodeInfo, RangeRequest, RangeResponse,
+    TxnRequest, WatchEvent,
 };
 use meridian_types::{GroupId, NodeId, RequestId};
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,27 @@ pub enum GroupOp {
     TransferLeader {
         to: NodeId,
     },
+    /// The events of `[key, range_end)` after revision `after` from this replica's applied state
+    /// (any replica serves it), waiting up to `wait_ms` for one; `after: None` asks for the
+    /// replica's current revision only (a watch starting now).
+    WatchPoll {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        after: Option<u64>,
+        prev_kv: bool,
+        wait_ms: u64,
+    },
+    /// A key-value command other than a txn, proposed by the leader (`RevokeLease`).
+    KvCmd {
+        cmd: KvCommand,
+        request_id: RequestId,
+    },
+    /// A lease operation, on the meta group's leader.
+    Lease(crate::lease::LeaseOp),
+    /// The keys attached to a lease in this range (its leader serves it).
+    LeaseKeys {
+        lease: i64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -126,6 +148,19 @@ pub enum GroupReply {
     Kv(KvResult),
     Done,
     Membership(meridian_consensus::GroupMembership),
+    /// Events for a [`GroupOp::WatchPoll`]: every event up to `cursor` after the asked
+    /// revision, and how stale the serving replica may be (`Some(0)` on the leader).
+    Events {
+        events: Vec<WatchEvent>,
+        cursor: u64,
+        staleness_ms: Option<u64>,
+    },
+    /// The revision asked for is compacted away.
+    WatchCompacted {
+        compact_revision: u64,
+    },
+    Lease(crate::lease::LeaseReply),
+    Keys(Vec<Vec<u8>>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

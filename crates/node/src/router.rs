@@ -164,7 +164,7 @@ impl Node {
         ))
     }
 
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         to: NodeId,
         group: GroupId,
@@ -266,6 +266,32 @@ impl Node {
             GroupOp::TransferLeader { to } => {
                 g.transfer_leader(to).await?;
                 Ok(GroupReply::Done)
+            }
+            GroupOp::WatchPoll {
+                key,
+                range_end,
+                after,
+                prev_kv,
+                wait_ms,
+            } => {
+                self.serve_watch_poll(&g, &key, &range_end, after, prev_kv, wait_ms)
+                    .await
+            }
+            GroupOp::KvCmd { cmd, request_id } => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                let entry = KvEntry {
+                    request_id: Some(request_id),
+                    hlc: self.inner.hlc.now(),
+                    cmd,
+                };
+                self.propose_kv(&g, entry).await
+            }
+            GroupOp::Lease(op) => self.serve_lease_op(&g, op).await,
+            GroupOp::LeaseKeys { lease } => {
+                g.read_barrier(true).await?;
+                Ok(GroupReply::Keys(g.read(|s| s.kv.keys_with_lease(lease))))
             }
         }
     }

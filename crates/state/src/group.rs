@@ -4,6 +4,7 @@
 use crate::dedup::DedupTable;
 use crate::kv::KvState;
 use crate::kv_types::{KvEntry, KvResult};
+use crate::lease::{LeaseCommand, LeaseTable};
 use crate::meta::{ClusterMap, MetaCommand};
 use meridian_types::MeridianError;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ use std::fmt;
 pub enum Command {
     Kv(KvEntry),
     Meta(MetaCommand),
+    /// A change to the lease table (meta group).
+    Lease(LeaseCommand),
 }
 
 impl fmt::Display for Command {
@@ -38,6 +41,7 @@ impl fmt::Display for Command {
                     MetaCommand::SetMetaReplicas { .. } => "set_meta_replicas",
                 }
             ),
+            Command::Lease(l) => write!(f, "lease({l:?})"),
         }
     }
 }
@@ -47,6 +51,7 @@ impl fmt::Display for Command {
 pub enum CommandResult {
     Kv(Result<KvResult, MeridianError>),
     Meta(Result<(), MeridianError>),
+    Lease(Result<(), MeridianError>),
     /// Entries with no command (Raft's blank and membership entries).
     None,
 }
@@ -57,6 +62,9 @@ pub struct GroupState {
     pub kv: KvState,
     pub meta: ClusterMap,
     dedup: DedupTable<Result<KvResult, MeridianError>>,
+    /// The lease table (used in the meta group only).
+    #[serde(default)]
+    pub leases: LeaseTable,
 }
 
 impl GroupState {
@@ -73,6 +81,7 @@ impl GroupState {
                 CommandResult::Kv(result)
             }
             Command::Meta(m) => CommandResult::Meta(self.meta.apply(m)),
+            Command::Lease(l) => CommandResult::Lease(self.leases.apply(l)),
         }
     }
 }

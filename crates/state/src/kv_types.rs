@@ -47,6 +47,14 @@ pub struct PutRequest {
     pub value: Vec<u8>,
     pub prev_kv: bool,
     pub lease: i64,
+    /// Keep the key's current lease, ignoring `lease` (etcd's `ignore_lease`); the key must
+    /// exist.
+    #[serde(default)]
+    pub ignore_lease: bool,
+    /// Keep the key's current value, ignoring `value` (etcd's `ignore_value`); the key must
+    /// exist.
+    #[serde(default)]
+    pub ignore_value: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +144,11 @@ pub enum KvCommand {
     Compact {
         revision: u64,
     },
+    /// Deletes every key attached to `lease` (one revision) and refuses any later put with it:
+    /// the range's part of revoking a lease, idempotent.
+    RevokeLease {
+        lease: i64,
+    },
 }
 
 /// One log entry of a range, stamped by the leader that proposed it.
@@ -155,4 +168,6 @@ pub struct KvEntry {
 pub enum KvResult {
     Txn(TxnResponse),
     Compact { revision: u64 },
+    /// Keys deleted by a [`KvCommand::RevokeLease`], and the range's revision after it.
+    RevokeLease { deleted: u64, revision: u64 },
 }

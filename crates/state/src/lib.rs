@@ -10,6 +10,7 @@ pub mod dedup;
 pub mod group;
 pub mod kv;
 pub mod kv_types;
+pub mod lease;
 pub mod meta;
 pub mod placement;
 pub mod placement_check;
@@ -17,7 +18,8 @@ pub mod placement_plan;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};
-pub use kv::KvState;
+pub use kv::{EventBatch, EventKind, KvState, WatchEvent};
+pub use lease::{LeaseCommand, LeaseRecord, LeaseTable};
 pub use kv_types::*;
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo};
 pub use placement::{PlacementRule, Survival};

@@ -348,6 +348,8 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
             value: vec![b'0' + v; v as usize],
             prev_kv,
             lease,
+            ignore_lease: false,
+            ignore_value: false,
         })),
         2 => (key(), range_end(), any::<bool>()).prop_map(|(key, range_end, prev_kv)| GenOp::Delete(DeleteRangeRequest { key, range_end, prev_kv })),
         2 => gen_range().prop_map(GenOp::Range),

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     TooStale,
     Corruption,
     Internal,
+    /// A lease that does not exist (never granted, expired or revoked).
+    LeaseNotFound,
 }
 
 impl ErrorCode {
@@ -60,6 +62,7 @@ impl ErrorCode {
             ErrorCode::TooStale => "too_stale",
             ErrorCode::Corruption => "corruption",
             ErrorCode::Internal => "internal",
+            ErrorCode::LeaseNotFound => "lease_not_found",
         }
     }
 

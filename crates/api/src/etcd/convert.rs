@@ -198,6 +198,8 @@ pub fn put_from_pb(r: pb::PutRequest) -> Result<PutRequest, MeridianError> {
         value: r.value,
         prev_kv: r.prev_kv,
         lease: r.lease,
+        ignore_lease: false,
+        ignore_value: false,
     })
 }
 

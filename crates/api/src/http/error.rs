@@ -43,6 +43,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::AlreadyInitialized
         | ErrorCode::NotDrained => StatusCode::CONFLICT,
         ErrorCode::Corruption | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::LeaseNotFound => StatusCode::NOT_FOUND,
     }
 }
 

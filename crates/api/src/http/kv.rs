@@ -155,6 +155,8 @@ pub async fn put_key<A: ClientApi>(
             value: value.to_vec(),
             prev_kv: q.prev_kv,
             lease: 0,
+            ignore_lease: false,
+            ignore_value: false,
         };
         let resp = api.put(req, opts).await?;
         Ok(PutJson {

@@ -22,6 +22,8 @@ fn put_full(k: &str, v: &str, lease: i64, prev_kv: bool) -> RequestOp {
         key: b(k),
         value: b(v),
         lease,
+        ignore_lease: false,
+        ignore_value: false,
         prev_kv,
     })
 }
