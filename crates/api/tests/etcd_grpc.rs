@@ -368,15 +368,6 @@ async fn errors_are_etcd_statuses() -> anyhow::Result<()> {
         "{}",
         err.message()
     );
-    let err = kv
-        .put(pb::PutRequest {
-            ignore_lease: true,
-            ..put("k", "")
-        })
-        .await
-        .unwrap_err();
-    assert!(err.message().contains("unsupported"), "{}", err.message());
-
     api.fail_next(MeridianError::new(ErrorCode::NotLeader, "group 3 moved"));
     let err = kv.put(put("k", "3")).await.unwrap_err();
     assert_eq!(
