@@ -38,18 +38,34 @@ pub const LEASE_TTL_MIN_S: i64 = 2;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum LeaseOp {
     /// `id` 0: the leader picks one.
-    Grant { id: i64, ttl_s: i64 },
-    Revoke { id: i64 },
-    KeepAlive { id: i64 },
-    TimeToLive { id: i64 },
+    Grant {
+        id: i64,
+        ttl_s: i64,
+    },
+    Revoke {
+        id: i64,
+    },
+    KeepAlive {
+        id: i64,
+    },
+    TimeToLive {
+        id: i64,
+    },
     List,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum LeaseReply {
-    Granted { id: i64, ttl_s: i64 },
+    Granted {
+        id: i64,
+        ttl_s: i64,
+    },
     /// The time left (`ttl_s`, seconds) and the TTL granted.
-    Ttl { id: i64, ttl_s: i64, granted_ttl_s: i64 },
+    Ttl {
+        id: i64,
+        ttl_s: i64,
+        granted_ttl_s: i64,
+    },
     List(Vec<i64>),
     Revoked,
 }
@@ -120,7 +136,11 @@ impl Node {
     }
 
     /// A lease's time left, its granted TTL and (when `keys`) its keys in every range.
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseInfo, MeridianError> {
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<LeaseInfo, MeridianError> {
         let (ttl_s, granted_ttl_s) = match self.lease_call(LeaseOp::TimeToLive { id }).await? {
             LeaseReply::Ttl {
                 ttl_s,
@@ -193,7 +213,9 @@ impl Node {
         op: LeaseOp,
     ) -> Result<GroupReply, MeridianError> {
         if !g.group().is_meta() {
-            return Err(MeridianError::invalid("lease operations go to the meta group"));
+            return Err(MeridianError::invalid(
+                "lease operations go to the meta group",
+            ));
         }
         if !g.is_leader() {
             return Err(MeridianError::not_leader(g.group(), g.leader()));
@@ -320,7 +342,10 @@ impl Node {
         let term = g.status().term;
         let (live, revoking): (Vec<(i64, i64)>, Vec<i64>) = g.read(|s| {
             (
-                s.leases.live_leases().map(|(id, l)| (id, l.ttl_s)).collect(),
+                s.leases
+                    .live_leases()
+                    .map(|(id, l)| (id, l.ttl_s))
+                    .collect(),
                 s.leases.revoking().collect(),
             )
         });

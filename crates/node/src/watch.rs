@@ -126,7 +126,11 @@ type Cursors = Arc<Mutex<Vec<Option<u64>>>>;
 
 fn lowest(cursors: &Cursors) -> Option<u64> {
     let c = cursors.lock();
-    c.iter().copied().collect::<Option<Vec<u64>>>()?.into_iter().min()
+    c.iter()
+        .copied()
+        .collect::<Option<Vec<u64>>>()?
+        .into_iter()
+        .min()
 }
 
 impl Node {
@@ -177,8 +181,7 @@ impl Node {
         // From now: each range's current revision, read before the watch is answered, so
         // the caller learns where it starts (etcd's `created` header) and can resume there.
         if spec.start_revision == 0 {
-            let firsts =
-                futures::future::join_all(pollers.iter().map(|p| p.first_cursor())).await;
+            let firsts = futures::future::join_all(pollers.iter().map(|p| p.first_cursor())).await;
             for (p, c) in pollers.iter_mut().zip(firsts) {
                 p.after = Some(c?);
             }
@@ -239,7 +242,9 @@ impl Node {
             };
             let batch = match batch {
                 Ok(b) => b,
-                Err(compact_revision) => return Ok(GroupReply::WatchCompacted { compact_revision }),
+                Err(compact_revision) => {
+                    return Ok(GroupReply::WatchCompacted { compact_revision });
+                }
             };
             if after.is_none() || !batch.events.is_empty() || Instant::now() >= deadline {
                 return Ok(GroupReply::Events {

@@ -167,7 +167,12 @@ pub struct KvEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvResult {
     Txn(TxnResponse),
-    Compact { revision: u64 },
+    Compact {
+        revision: u64,
+    },
     /// Keys deleted by a [`KvCommand::RevokeLease`], and the range's revision after it.
-    RevokeLease { deleted: u64, revision: u64 },
+    RevokeLease {
+        deleted: u64,
+        revision: u64,
+    },
 }

@@ -32,12 +32,21 @@ pub struct LeaseRecord {
 /// A command on the lease table, in the meta group's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LeaseCommand {
-    Grant { id: i64, ttl_s: i64, now_ms: u64 },
+    Grant {
+        id: i64,
+        ttl_s: i64,
+        now_ms: u64,
+    },
     /// Revokes a lease (a client's revoke or the leader's expiry), stamped with the leader's
     /// clock. Idempotent.
-    Revoke { id: i64, now_ms: u64 },
+    Revoke {
+        id: i64,
+        now_ms: u64,
+    },
     /// Drops a revoked lease once every range has deleted its keys. Idempotent.
-    Forget { id: i64 },
+    Forget {
+        id: i64,
+    },
 }
 
 /// The lease table.
@@ -144,7 +153,14 @@ mod tests {
         assert!(t.live(7).is_some());
         // A second grant of the same id is refused; bad ids and TTLs too.
         for (id, ttl_s) in [(7, 10), (0, 10), (-1, 10), (8, 0), (8, LEASE_TTL_MAX_S + 1)] {
-            assert!(t.apply(&LeaseCommand::Grant { id, ttl_s, now_ms: 2 }).is_err());
+            assert!(
+                t.apply(&LeaseCommand::Grant {
+                    id,
+                    ttl_s,
+                    now_ms: 2
+                })
+                .is_err()
+            );
         }
         // Forgetting a live lease does nothing: only a revoked one goes.
         t.apply(&LeaseCommand::Forget { id: 7 }).unwrap();
@@ -153,7 +169,11 @@ mod tests {
         t.apply(&LeaseCommand::Revoke { id: 7, now_ms: 9 }).unwrap();
         assert!(t.live(7).is_none());
         assert_eq!(t.revoking().collect::<Vec<_>>(), vec![7]);
-        assert_eq!(t.leases[&7].revoked_ms, Some(5), "the first revoke's time stays");
+        assert_eq!(
+            t.leases[&7].revoked_ms,
+            Some(5),
+            "the first revoke's time stays"
+        );
         t.apply(&LeaseCommand::Forget { id: 7 }).unwrap();
         assert_eq!(t.revoking().count(), 0);
         assert_eq!(

@@ -16,8 +16,8 @@ pub mod watch;
 pub use cluster::EtcdCluster;
 pub use kv::EtcdKv;
 pub use lease::EtcdLease;
-pub use watch::EtcdWatch;
 pub use maintenance::EtcdMaintenance;
+pub use watch::EtcdWatch;
 
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -25,8 +25,8 @@ use meridian_node::ClientApi;
 use meridian_proto::etcd::etcdserverpb::cluster_server::ClusterServer;
 use meridian_proto::etcd::etcdserverpb::kv_server::KvServer;
 use meridian_proto::etcd::etcdserverpb::lease_server::LeaseServer;
-use meridian_proto::etcd::etcdserverpb::watch_server::WatchServer;
 use meridian_proto::etcd::etcdserverpb::maintenance_server::MaintenanceServer;
+use meridian_proto::etcd::etcdserverpb::watch_server::WatchServer;
 use tonic::service::Routes;
 
 /// The served etcd services. Messages over `limits().request_bytes_max` are refused.

@@ -115,7 +115,9 @@ pub async fn watch<A: ClientApi>(
     headers: HeaderMap,
 ) -> Result<axum::response::Response, HttpError> {
     let mut stream = observed(&api, "watch", async {
-        let q: WatchQuery = Query::try_from_uri(&uri).map(|q| q.0).map_err(query_error)?;
+        let q: WatchQuery = Query::try_from_uri(&uri)
+            .map(|q| q.0)
+            .map_err(query_error)?;
         let last_event_id = match headers.get("last-event-id").map(|v| v.to_str()) {
             None => None,
             Some(Ok(s)) => Some(s.trim().parse::<u64>().map_err(|_| {
@@ -129,11 +131,7 @@ pub async fn watch<A: ClientApi>(
     let (tx, rx) = mpsc::channel(SSE_QUEUE);
     tokio::spawn(async move {
         let created = serde_json::json!({ "revision": stream.start_revision() });
-        if tx
-            .send(Ok(json_event("created", &created)))
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(json_event("created", &created))).await.is_err() {
             return;
         }
         while let Some(msg) = stream.recv().await {
@@ -143,7 +141,11 @@ pub async fn watch<A: ClientApi>(
                 WatchMessage::Events { events, .. } => {
                     for (i, e) in events.iter().enumerate() {
                         let mut ev = json_event(
-                            if e.kind == EventKind::Put { "put" } else { "delete" },
+                            if e.kind == EventKind::Put {
+                                "put"
+                            } else {
+                                "delete"
+                            },
                             &EventJson::new(e),
                         );
                         // The id only where a revision ends, so a resume never splits a txn.
@@ -198,7 +200,9 @@ pub async fn watch<A: ClientApi>(
             }
         }
     });
-    Ok(Sse::new(ReceiverStream::<Result<Event, Infallible>>::new(rx))
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(
+        Sse::new(ReceiverStream::<Result<Event, Infallible>>::new(rx))
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }

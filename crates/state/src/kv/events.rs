@@ -40,7 +40,14 @@ pub struct EventBatch {
 
 impl KeyHistory {
     /// The events of this key with a revision in `(after, upto]`, oldest first.
-    fn events_in(&self, key: &[u8], after: u64, upto: u64, prev_kv: bool, out: &mut Vec<WatchEvent>) {
+    fn events_in(
+        &self,
+        key: &[u8],
+        after: u64,
+        upto: u64,
+        prev_kv: bool,
+        out: &mut Vec<WatchEvent>,
+    ) {
         let versions = self.versions();
         let from = versions.partition_point(|v| v.mod_revision <= after);
         for (i, v) in versions.iter().enumerate().skip(from) {

@@ -156,7 +156,11 @@ impl KvState {
                 ));
             };
             (
-                if req.ignore_lease { cur_lease } else { req.lease },
+                if req.ignore_lease {
+                    cur_lease
+                } else {
+                    req.lease
+                },
                 if req.ignore_value {
                     cur_value
                 } else {
