@@ -105,6 +105,11 @@ pub enum GroupOp {
     LeaseKeys {
         lease: i64,
     },
+    /// Moves the range's revision past `to` without a write (`KvCommand::Advance`), so a watch
+    /// over several ranges can release events up to `to` in order.
+    Advance {
+        to: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]

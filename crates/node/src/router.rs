@@ -15,6 +15,8 @@ use tokio::time::Instant;
 /// First pause between retries when no leader is known; doubles up to the max.
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How far ahead of its own clock a leader lets a `GroupOp::Advance` push a range's revision.
+pub const ADVANCE_AHEAD_MAX_MS: u64 = 60_000;
 
 impl Node {
     /// Replicas of a group, from the cluster map.
@@ -289,6 +291,31 @@ impl Node {
                 self.propose_kv(&g, entry).await
             }
             GroupOp::Lease(op) => self.serve_lease_op(&g, op).await,
+            GroupOp::Advance { to } => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                // A revision from another range, never one far ahead of this clock.
+                let ahead_max = self
+                    .inner
+                    .cfg
+                    .clock
+                    .now_ms()
+                    .saturating_add(ADVANCE_AHEAD_MAX_MS)
+                    << crate::hlc::LOGICAL_BITS;
+                if to > ahead_max {
+                    return Err(MeridianError::invalid(format!(
+                        "advance to revision {to} is too far ahead of this node's clock"
+                    )));
+                }
+                self.inner.hlc.observe(to);
+                let entry = KvEntry {
+                    request_id: None,
+                    hlc: self.inner.hlc.now(),
+                    cmd: KvCommand::Advance,
+                };
+                self.propose_kv(&g, entry).await
+            }
             GroupOp::LeaseKeys { lease } => {
                 g.read_barrier(true).await?;
                 Ok(GroupReply::Keys(g.read(|s| s.kv.keys_with_lease(lease))))

@@ -9,17 +9,19 @@
 //! it; a replica that fails or falls behind is swapped for another one and the cursor carries
 //! over, so nothing is lost and nothing repeated (events at or below the cursor are dropped).
 //!
-//! Order: within a range, revision order (the events of one txn in key order). A watch over
-//! keys of several ranges interleaves the ranges' feeds as they arrive; each range stays in
-//! order, so every key's changes are in order, but two keys of different ranges may arrive out
-//! of revision order. Progress notifications report the lowest cursor over the ranges: every
-//! event at or below it has been sent.
+//! Order: revision order, across ranges too. Each range's feed is in revision order; a watch over
+//! several ranges merges them (`Merger`), releasing an event only once every range's cursor has
+//! passed its revision, and asking an idle range to advance its revision (`GroupOp::Advance`, a
+//! log entry with no key) so it does not hold the others back. The events of one revision (a
+//! txn, or equal revisions of two ranges) come together, in range then key order. So a watch is
+//! resumable from `last revision + 1` whatever it spans. Progress notifications report the
+//! revision up to which everything has been sent.
 
 use crate::messages::{GroupOp, GroupReply};
 use crate::node::Node;
 use meridian_state::{RangeInfo, WatchEvent};
 use meridian_types::{ErrorCode, GroupId, MeridianError, NodeId};
-use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
@@ -35,6 +37,9 @@ pub const WATCH_BATCH_EVENTS_MAX: usize = 1000;
 pub const WATCH_CHANNEL_MAX: usize = 64;
 /// A follower that cannot prove it is at most this far behind is swapped for another replica.
 pub const WATCH_STALENESS_MAX_MS: u64 = 3000;
+/// Most events a watch over several ranges holds back while a range catches up; past it the
+/// watch fails rather than grow without bound.
+pub const WATCH_BUFFER_EVENTS_MAX: usize = 100_000;
 /// Pause after a failed poll before the next replica is tried.
 const WATCH_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -121,18 +126,6 @@ impl Drop for WatchGuard {
     }
 }
 
-/// The cursors of a watch's pollers, one per range (`None` until the first poll answered).
-type Cursors = Arc<Mutex<Vec<Option<u64>>>>;
-
-fn lowest(cursors: &Cursors) -> Option<u64> {
-    let c = cursors.lock();
-    c.iter()
-        .copied()
-        .collect::<Option<Vec<u64>>>()?
-        .into_iter()
-        .min()
-}
-
 impl Node {
     /// Opens a watch over the keys of `spec` on every range they span.
     pub async fn open_watch(&self, spec: WatchSpec) -> Result<WatchStream, MeridianError> {
@@ -157,7 +150,7 @@ impl Node {
             return Err(MeridianError::internal("no range holds the watched keys"));
         }
         let (tx, rx) = mpsc::channel(WATCH_CHANNEL_MAX);
-        let cursors: Cursors = Arc::new(Mutex::new(vec![None; ranges.len()]));
+        let (feed_tx, feed_rx) = mpsc::channel(WATCH_CHANNEL_MAX);
         let single = spec.range_end.is_empty();
         let mut pollers = Vec::with_capacity(ranges.len());
         for (i, r) in ranges.iter().enumerate() {
@@ -174,8 +167,7 @@ impl Node {
                 prev_kv: spec.prev_kv,
                 after: spec.start_revision.checked_sub(1),
                 slot: i,
-                cursors: cursors.clone(),
-                tx: tx.clone(),
+                feed: feed_tx.clone(),
             });
         }
         // From now: each range's current revision, read before the watch is answered, so
@@ -186,17 +178,23 @@ impl Node {
                 p.after = Some(c?);
             }
         }
-        let start_after = pollers.iter().filter_map(|p| p.after).min().unwrap_or(0);
+        let cursors: Vec<u64> = pollers.iter().map(|p| p.after.unwrap_or(0)).collect();
+        let start_after = cursors.iter().copied().min().unwrap_or(0);
         for p in pollers {
             tokio::spawn(p.run());
         }
         let progress = Arc::new(Notify::new());
-        tokio::spawn(progress_loop(
-            tx,
+        let merger = Merger {
+            node: self.clone(),
+            groups: ranges.iter().map(|r| r.id.group()).collect(),
+            advancing: vec![false; cursors.len()],
             cursors,
-            progress.clone(),
-            spec.progress_every,
-        ));
+            buffer: BTreeMap::new(),
+            buffered: 0,
+            released: start_after,
+            out: tx,
+        };
+        tokio::spawn(merger.run(feed_rx, progress.clone(), spec.progress_every));
         let m = self.inner.metrics.clone();
         m.watchers.inc();
         Ok(WatchStream {
@@ -293,8 +291,7 @@ struct Poller {
     /// Every event at or below this revision has been delivered (`None`: start from now).
     after: Option<u64>,
     slot: usize,
-    cursors: Cursors,
-    tx: mpsc::Sender<WatchMessage>,
+    feed: mpsc::Sender<Feed>,
 }
 
 impl Poller {
@@ -308,11 +305,11 @@ impl Poller {
                 idx = 0;
                 if candidates.is_empty() {
                     let _ = self
-                        .tx
-                        .send(WatchMessage::Failed(MeridianError::new(
+                        .feed
+                        .send(Feed::End(WatchMessage::Failed(MeridianError::new(
                             ErrorCode::NotInitialized,
                             "the cluster map is not known",
-                        )))
+                        ))))
                         .await;
                     return;
                 }
@@ -321,9 +318,10 @@ impl Poller {
             let poll = self.poll(to);
             let result = tokio::select! {
                 r = poll => r,
-                _ = self.tx.closed() => return,
+                _ = self.feed.closed() => return,
                 _ = stop.changed() => {
-                    let _ = self.tx.send(WatchMessage::Failed(MeridianError::unavailable("the node is shutting down"))).await;
+                    let failed = WatchMessage::Failed(MeridianError::unavailable("the node is shutting down"));
+                    let _ = self.feed.send(Feed::End(failed)).await;
                     return;
                 }
             };
@@ -340,19 +338,17 @@ impl Poller {
                         .filter(|e| after.is_none_or(|a| e.kv.mod_revision > a))
                         .collect();
                     let cursor = after.map_or(cursor, |a| a.max(cursor));
-                    if !events.is_empty() {
-                        let n = events.len() as u64;
-                        let msg = WatchMessage::Events {
+                    if !events.is_empty() || after != Some(cursor) {
+                        let batch = Feed::Batch {
+                            slot: self.slot,
                             events,
-                            revision: cursor,
+                            cursor,
                         };
-                        if self.tx.send(msg).await.is_err() {
+                        if self.feed.send(batch).await.is_err() {
                             return;
                         }
-                        self.node.inner.metrics.watch_events.inc_by(n);
                     }
                     self.after = Some(cursor);
-                    self.cursors.lock()[self.slot] = Some(cursor);
                     let stale = staleness_ms.is_none_or(|ms| ms > WATCH_STALENESS_MAX_MS);
                     if stale && candidates.len() > 1 {
                         tracing::debug!(
@@ -365,8 +361,8 @@ impl Poller {
                 }
                 Ok(GroupReply::WatchCompacted { compact_revision }) => {
                     let _ = self
-                        .tx
-                        .send(WatchMessage::Compacted { compact_revision })
+                        .feed
+                        .send(Feed::End(WatchMessage::Compacted { compact_revision }))
                         .await;
                     return;
                 }
@@ -421,30 +417,159 @@ impl Poller {
     }
 }
 
-/// Sends progress notifications: periodically when asked for, and on request.
-async fn progress_loop(
-    tx: mpsc::Sender<WatchMessage>,
-    cursors: Cursors,
-    asked: Arc<Notify>,
-    every: Option<Duration>,
-) {
-    loop {
-        let tick = async {
-            match every {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
+/// What a poller tells the merger.
+enum Feed {
+    /// Events of range `slot` (maybe none) and its cursor after them.
+    Batch {
+        slot: usize,
+        events: Vec<WatchEvent>,
+        cursor: u64,
+    },
+    /// The watch ends (compacted, failed).
+    End(WatchMessage),
+}
+
+/// Merges the feeds of a watch's ranges into one stream in revision order.
+///
+/// An event of revision `r` is released once every range's cursor has reached `r`: no range can
+/// then produce an event below it. An idle range's cursor would stay at its last write, so the
+/// merger asks that range's leader to advance its revision past the events waiting
+/// ([`GroupOp::Advance`], a log entry with no key in it, like a closed timestamp). With one
+/// range the cursor is always past its own events and nothing waits.
+struct Merger {
+    node: Node,
+    groups: Vec<GroupId>,
+    cursors: Vec<u64>,
+    /// An advance in flight per range.
+    advancing: Vec<bool>,
+    /// Events not yet released, by revision.
+    buffer: BTreeMap<u64, Vec<WatchEvent>>,
+    buffered: usize,
+    /// Every event at or below this revision has been sent.
+    released: u64,
+    out: mpsc::Sender<WatchMessage>,
+}
+
+impl Merger {
+    async fn run(
+        mut self,
+        mut feed: mpsc::Receiver<Feed>,
+        asked: Arc<Notify>,
+        every: Option<Duration>,
+    ) {
+        let (done_tx, mut done_rx) = mpsc::channel::<usize>(self.groups.len().max(1));
+        let mut next_progress = every.map(|d| Instant::now() + d);
+        loop {
+            let tick = async {
+                match next_progress {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.out.closed() => return,
+                f = feed.recv() => match f {
+                    Some(Feed::Batch { slot, events, cursor }) => {
+                        self.cursors[slot] = self.cursors[slot].max(cursor);
+                        self.buffered += events.len();
+                        for e in events {
+                            self.buffer.entry(e.kv.mod_revision).or_default().push(e);
+                        }
+                        if self.buffered > WATCH_BUFFER_EVENTS_MAX {
+                            let e = MeridianError::unavailable(format!(
+                                "more than {WATCH_BUFFER_EVENTS_MAX} events wait for a range of this watch that does not catch up"
+                            ));
+                            let _ = self.out.send(WatchMessage::Failed(e)).await;
+                            return;
+                        }
+                        if !self.release().await {
+                            return;
+                        }
+                        if let Some((&top, _)) = self.buffer.last_key_value() {
+                            self.advance(top, &done_tx);
+                        }
+                    }
+                    Some(Feed::End(m)) => {
+                        let _ = self.out.send(m).await;
+                        return;
+                    }
+                    None => return,
+                },
+                Some(slot) = done_rx.recv() => {
+                    self.advancing[slot] = false;
+                    if let Some((&top, _)) = self.buffer.last_key_value() {
+                        self.advance(top, &done_tx);
+                    }
+                }
+                _ = asked.notified() => {
+                    if !self.progress(&done_tx).await {
+                        return;
+                    }
+                }
+                _ = tick => {
+                    next_progress = every.map(|d| Instant::now() + d);
+                    if !self.progress(&done_tx).await {
+                        return;
+                    }
+                }
             }
-        };
-        tokio::select! {
-            _ = tx.closed() => return,
-            _ = asked.notified() => {}
-            _ = tick => {}
         }
-        // Before the first poll of every range answers there is no revision to report yet;
-        // etcd reports its current revision, the lowest cursor is the honest equivalent.
-        let revision = lowest(&cursors).unwrap_or(0);
-        if tx.send(WatchMessage::Progress { revision }).await.is_err() {
-            return;
+    }
+
+    /// Sends every buffered event every range has passed; false once the client is gone.
+    async fn release(&mut self) -> bool {
+        let low = self.cursors.iter().copied().min().unwrap_or(0);
+        if low <= self.released && self.buffer.first_key_value().is_none_or(|(r, _)| *r > low) {
+            return true;
+        }
+        let rest = self.buffer.split_off(&low.saturating_add(1));
+        let ready = std::mem::replace(&mut self.buffer, rest);
+        self.released = self.released.max(low);
+        let events: Vec<WatchEvent> = ready.into_values().flatten().collect();
+        if events.is_empty() {
+            return true;
+        }
+        self.buffered -= events.len();
+        let n = events.len() as u64;
+        let msg = WatchMessage::Events {
+            events,
+            revision: self.released,
+        };
+        if self.out.send(msg).await.is_err() {
+            return false;
+        }
+        self.node.inner.metrics.watch_events.inc_by(n);
+        true
+    }
+
+    /// A progress notification; first asks lagging ranges to catch up with the others, so
+    /// the next one reports a revision every range has passed.
+    async fn progress(&mut self, done: &mpsc::Sender<usize>) -> bool {
+        if let Some(&top) = self.cursors.iter().max() {
+            self.advance(top, done);
+        }
+        let revision = self.released;
+        self.out
+            .send(WatchMessage::Progress { revision })
+            .await
+            .is_ok()
+    }
+
+    /// Asks every range whose cursor is below `to` (and has no advance in flight) to advance.
+    fn advance(&mut self, to: u64, done: &mpsc::Sender<usize>) {
+        for slot in 0..self.groups.len() {
+            if self.cursors[slot] >= to || self.advancing[slot] {
+                continue;
+            }
+            self.advancing[slot] = true;
+            let (node, group, done) = (self.node.clone(), self.groups[slot], done.clone());
+            tokio::spawn(async move {
+                if let Err(e) = node.execute(group, GroupOp::Advance { to }).await {
+                    tracing::debug!(group_id = group.0, error = %e, "watch could not advance a range");
+                    tokio::time::sleep(WATCH_RETRY_PAUSE).await;
+                }
+                let _ = done.send(slot).await;
+            });
         }
     }
 }

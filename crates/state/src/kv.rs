@@ -100,6 +100,12 @@ impl KvState {
                     revision: *revision,
                 })
             }
+            KvCommand::Advance => {
+                self.revision = self.revision.max(entry.hlc);
+                Ok(KvResult::Advance {
+                    revision: self.revision,
+                })
+            }
             KvCommand::RevokeLease { lease } => {
                 let deleted = self.revoke_lease(*lease, entry.hlc)?;
                 Ok(KvResult::RevokeLease {

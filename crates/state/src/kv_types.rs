@@ -149,6 +149,10 @@ pub enum KvCommand {
     RevokeLease {
         lease: i64,
     },
+    /// Moves the range's revision up to the entry's `hlc` without writing a key, so every later
+    /// write gets a higher revision: how a watch over several ranges learns that an idle range
+    /// has nothing more below a revision (a closed timestamp), and releases events in order.
+    Advance,
 }
 
 /// One log entry of a range, stamped by the leader that proposed it.
@@ -173,6 +177,10 @@ pub enum KvResult {
     /// Keys deleted by a [`KvCommand::RevokeLease`], and the range's revision after it.
     RevokeLease {
         deleted: u64,
+        revision: u64,
+    },
+    /// The range's revision after a [`KvCommand::Advance`].
+    Advance {
         revision: u64,
     },
 }

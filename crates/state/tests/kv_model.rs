@@ -139,6 +139,15 @@ impl Model {
                 })
             }
             KvCommand::Txn(t) => self.txn(t, e.hlc).map(KvResult::Txn),
+            KvCommand::Advance => {
+                if e.hlc > self.rev() {
+                    let map = self.at(self.rev()).clone();
+                    self.history.push((e.hlc, map));
+                }
+                Ok(KvResult::Advance {
+                    revision: self.rev(),
+                })
+            }
             KvCommand::RevokeLease { lease } => {
                 if *lease == 0 {
                     return Err(ErrorCode::InvalidArgument);
@@ -360,6 +369,10 @@ enum Step {
         lease: i64,
         hlc_ahead: u64,
     },
+    /// Advances the revision to `cur + ahead` (a no-op when `ahead` is 0).
+    Advance {
+        ahead: u64,
+    },
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -462,6 +475,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => rev_sel().prop_map(Step::Compact),
         2 => gen_range().prop_map(Step::Read),
         1 => (-1i64..2, 0u64..3).prop_map(|(lease, hlc_ahead)| Step::Revoke { lease, hlc_ahead }),
+        1 => (0u64..4).prop_map(|ahead| Step::Advance { ahead }),
     ]
 }
 
@@ -507,6 +521,11 @@ fn resolve(step: &Step, cur: u64) -> Result<KvEntry, RangeRequest> {
             })
         }
         Step::Read(r) => Err(r.resolve(cur)),
+        Step::Advance { ahead } => Ok(KvEntry {
+            request_id: None,
+            hlc: cur + ahead,
+            cmd: KvCommand::Advance,
+        }),
         Step::Revoke { lease, hlc_ahead } => Ok(KvEntry {
             request_id: None,
             hlc: cur + hlc_ahead,

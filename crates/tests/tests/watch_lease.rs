@@ -201,6 +201,24 @@ async fn a_watch_over_several_ranges_and_a_compacted_start() {
     let got = collect_until(&mut w, T, |got| got.len() >= keys.len()).await;
     assert_eq!(got.len(), keys.len(), "{got:?}");
     assert_in_order_once(&got);
+    // One revision order across the ranges (idle ranges are advanced, not waited for).
+    let revs: Vec<u64> = got.iter().map(|e| e.kv.mod_revision).collect();
+    assert!(revs.windows(2).all(|w| w[0] <= w[1]), "{revs:?}");
+    // So resuming from any event's revision gives exactly the rest, whatever range it is in.
+    let from = revs[2];
+    let mut again = n
+        .open_watch(WatchSpec {
+            key: vec![0],
+            range_end: vec![0],
+            start_revision: from,
+            prev_kv: false,
+            progress_every: None,
+        })
+        .await
+        .unwrap();
+    let rest = collect_until(&mut again, T, |g| g.len() >= keys.len() - 2).await;
+    let rest_revs: Vec<u64> = rest.iter().map(|e| e.kv.mod_revision).collect();
+    assert_eq!(rest_revs, revs[2..].to_vec());
     // Per key, the values in write order, and prev_kv is the earlier write.
     for k in ["!a", "Mm", "zz"] {
         let vals: Vec<String> = got
