@@ -468,7 +468,11 @@ async fn status_alarms_and_members() -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("not supported here"), "{}", err.message());
+    assert!(
+        err.message().contains("not supported here"),
+        "{}",
+        err.message()
+    );
     Ok(())
 }
 

@@ -393,3 +393,41 @@ async fn a_watch_sees_lease_deletions() {
     assert_eq!(got[1].kind, EventKind::Delete);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_without_a_replica_serves_a_watch_from_another_one() {
+    let c = TestCluster::start(4, 1).await.unwrap();
+    let map = c.node(NodeId(1)).cluster_map().unwrap();
+    let replicas = &map.ranges.values().next().unwrap().replicas;
+    let outsider = *c.ids.iter().find(|n| !replicas.contains(n)).unwrap();
+    assert!(c.node(outsider).group(GroupId(1)).is_none());
+    let mut w = c
+        .node(outsider)
+        .open_watch(prefix_spec("o/", 0))
+        .await
+        .unwrap();
+    let mut revs = Vec::new();
+    for i in 0..10u128 {
+        if i == 5 {
+            // The replica it was polling (the nearest, whichever) may go: another one serves.
+            c.crash(replicas[0]).await;
+        }
+        let via = if replicas[0] == outsider {
+            replicas[1]
+        } else {
+            outsider
+        };
+        for _ in 0..50 {
+            if let Ok(r) = put_once(&c.node(via), &format!("o/{i}"), "v", 0, Some(500 + i)).await {
+                revs.push(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(revs.len(), 10);
+    let got = collect_until(&mut w, T, |g| g.len() >= 10).await;
+    let got_revs: Vec<u64> = got.iter().map(|e| e.kv.mod_revision).collect();
+    assert_eq!(got_revs, revs);
+    c.shutdown().await;
+}
