@@ -236,6 +236,16 @@ async fn create<A: ClientApi>(
                 return;
             }
         }
+        // The node ended the watch without saying why: the client must still learn it.
+        let _ = out
+            .send(Ok(pb::WatchResponse {
+                header: header(&api, 0),
+                watch_id: id,
+                canceled: true,
+                cancel_reason: "the watch ended".into(),
+                ..Default::default()
+            }))
+            .await;
     });
     Ok(Watcher { task, progress })
 }
