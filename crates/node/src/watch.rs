@@ -244,7 +244,10 @@ impl Node {
                     return Ok(GroupReply::WatchCompacted { compact_revision });
                 }
             };
-            if after.is_none() || !batch.events.is_empty() || Instant::now() >= deadline {
+            // Answer with events, or with a cursor that moved (a write elsewhere in the range, or
+            // an advance a merging watch is waiting for), or at the deadline.
+            let moved = after.is_none_or(|a| batch.cursor > a);
+            if moved || Instant::now() >= deadline {
                 return Ok(GroupReply::Events {
                     events: batch.events,
                     cursor: batch.cursor,
