@@ -102,6 +102,8 @@ impl FuzzApi {
                 value: v.into(),
                 prev_kv: false,
                 lease: 0,
+                ignore_lease: false,
+                ignore_value: false,
             })
         };
         let writes = [

@@ -241,7 +241,7 @@ async fn unknown_grpc_methods_are_unimplemented() {
     let (_, app) = app();
     let req = Request::builder()
         .method("POST")
-        .uri("/etcdserverpb.Watch/Watch")
+        .uri("/etcdserverpb.Auth/Authenticate")
         .header("content-type", "application/grpc")
         .body(Body::empty())
         .unwrap();

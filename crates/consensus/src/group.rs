@@ -239,6 +239,12 @@ impl RaftGroup {
         f(&self.sm.data.read().state)
     }
 
+    /// A receiver that changes whenever this replica applies entries or installs a snapshot
+    /// (watchers wait on it, then read the applied state).
+    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sm.applied.subscribe()
+    }
+
     /// How far behind the latest acknowledged write this replica's applied state may be, proven
     /// from the leader's freshness proofs (see `freshness.rs`); `None` when it cannot say (no
     /// recent contact with a leader, or not yet applied up to a proven commit index). Meant for

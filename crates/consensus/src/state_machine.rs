@@ -36,6 +36,9 @@ pub(crate) struct GroupStateMachine {
     group: GroupId,
     store: Arc<dyn LogStore>,
     pub(crate) data: Arc<RwLock<SmData>>,
+    /// Bumped after every applied batch and installed snapshot: what watchers wait on, so
+    /// their events come from this node's own apply path.
+    pub(crate) applied: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -58,6 +61,7 @@ impl GroupStateMachine {
             group,
             store,
             data: Arc::new(RwLock::new(data)),
+            applied: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -141,6 +145,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 r.send(result);
             }
         }
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
@@ -164,6 +169,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         // Durable, but neither the state in memory nor openraft's log knows it yet.
         meridian_storage::crash_point!("consensus::snapshot::install::after_save");
         *self.data.write() = new;
+        self.applied.send_modify(|n| *n = n.wrapping_add(1));
         tracing::info!(group_id = self.group.0, last_log_id = ?meta.last_log_id.map(|l| l.index), "installed snapshot");
         Ok(())
     }

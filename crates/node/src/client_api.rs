@@ -232,6 +232,63 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
         None
     }
 
+    /// Opens a watch (see `watch.rs` for its order and guarantees).
+    fn watch(
+        &self,
+        spec: crate::watch::WatchSpec,
+    ) -> impl Future<Output = Result<crate::watch::WatchStream, MeridianError>> + Send {
+        async move {
+            let _ = spec;
+            Err(MeridianError::invalid("watches are not supported here"))
+        }
+    }
+
+    /// Grants a lease of `ttl_s` seconds; `id` 0 lets the cluster pick one. Returns the id and
+    /// the TTL granted.
+    fn lease_grant(
+        &self,
+        id: i64,
+        ttl_s: i64,
+    ) -> impl Future<Output = Result<(i64, i64), MeridianError>> + Send {
+        async move {
+            let _ = (id, ttl_s);
+            Err(MeridianError::invalid("leases are not supported here"))
+        }
+    }
+
+    /// Revokes a lease and deletes its keys (`lease_not_found` if it does not exist).
+    fn lease_revoke(&self, id: i64) -> impl Future<Output = Result<(), MeridianError>> + Send {
+        async move {
+            let _ = id;
+            Err(MeridianError::invalid("leases are not supported here"))
+        }
+    }
+
+    /// Restarts a lease's TTL; returns the TTL.
+    fn lease_keep_alive(&self, id: i64) -> impl Future<Output = Result<i64, MeridianError>> + Send {
+        async move {
+            let _ = id;
+            Err(MeridianError::invalid("leases are not supported here"))
+        }
+    }
+
+    /// A lease's time left and granted TTL, with its keys when `keys`.
+    fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> impl Future<Output = Result<crate::lease::LeaseInfo, MeridianError>> + Send {
+        async move {
+            let _ = (id, keys);
+            Err(MeridianError::invalid("leases are not supported here"))
+        }
+    }
+
+    /// The ids of every live lease.
+    fn lease_list(&self) -> impl Future<Output = Result<Vec<i64>, MeridianError>> + Send {
+        async move { Err(MeridianError::invalid("leases are not supported here")) }
+    }
+
     /// Marks a node that holds nothing as removed; `not_drained` while it still holds replicas
     /// or votes in the meta group.
     fn remove_node(&self, node: u64) -> impl Future<Output = Result<(), MeridianError>> + Send {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const LOGICAL_BITS: u32 = 16;
+/// Bits of a reading that count within one millisecond.
+pub(crate) const LOGICAL_BITS: u32 = 16;
 
 /// The wall clock a node reads, in milliseconds since the Unix epoch. The system clock in
 /// production; a simulation supplies its own (and makes it jump).

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The interval `[start, end)` an etcd-style `(key, range_end)` covers; `end` empty = no end.
-fn interval(key: &[u8], range_end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn interval(key: &[u8], range_end: &[u8]) -> (Vec<u8>, Vec<u8>) {
     if range_end.is_empty() {
         let mut end = key.to_vec();
         end.push(0);
@@ -25,7 +25,7 @@ fn interval(key: &[u8], range_end: &[u8]) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The etcd-style `range_end` of `[start, end)` clipped to a range's bounds.
-fn clip(start: &[u8], end: &[u8], r: &RangeInfo) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn clip(start: &[u8], end: &[u8], r: &RangeInfo) -> (Vec<u8>, Vec<u8>) {
     let s = if start < r.start.as_slice() {
         r.start.clone()
     } else {
@@ -102,7 +102,7 @@ impl Node {
         }
     }
 
-    fn map_or_err(&self) -> Result<Arc<ClusterMap>, MeridianError> {
+    pub(crate) fn map_or_err(&self) -> Result<Arc<ClusterMap>, MeridianError> {
         self.map_arc()
             .filter(|m| m.is_initialized() || !m.ranges.is_empty())
             .ok_or_else(|| {
@@ -231,6 +231,37 @@ impl ClientApi for Node {
         Some(Node::streams(self))
     }
 
+    async fn watch(
+        &self,
+        spec: crate::watch::WatchSpec,
+    ) -> Result<crate::watch::WatchStream, MeridianError> {
+        self.open_watch(spec).await
+    }
+
+    async fn lease_grant(&self, id: i64, ttl_s: i64) -> Result<(i64, i64), MeridianError> {
+        Node::lease_grant(self, id, ttl_s).await
+    }
+
+    async fn lease_revoke(&self, id: i64) -> Result<(), MeridianError> {
+        Node::lease_revoke(self, id).await
+    }
+
+    async fn lease_keep_alive(&self, id: i64) -> Result<i64, MeridianError> {
+        Node::lease_keep_alive(self, id).await
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<crate::lease::LeaseInfo, MeridianError> {
+        Node::lease_time_to_live(self, id, keys).await
+    }
+
+    async fn lease_list(&self) -> Result<Vec<i64>, MeridianError> {
+        Node::lease_list(self).await
+    }
+
     async fn range(
         &self,
         req: RangeRequest,
@@ -312,12 +343,14 @@ impl ClientApi for Node {
             .range_for(&req.key)
             .ok_or_else(|| MeridianError::internal("no range holds the key"))?
             .id;
+        let req = RequestOp::Put(req);
+        self.check_leases(std::slice::from_ref(&req)).await?;
         let t = self
             .run_txn(
                 range,
                 TxnRequest {
                     compare: vec![],
-                    success: vec![RequestOp::Put(req)],
+                    success: vec![req],
                     failure: vec![],
                 },
                 opts,
@@ -407,6 +440,8 @@ impl ClientApi for Node {
             self.check_op(op)?;
         }
         let range = self.txn_range(&req)?;
+        self.check_leases(&req.success).await?;
+        self.check_leases(&req.failure).await?;
         self.run_txn(range, req, opts).await
     }
 

@@ -11,6 +11,7 @@ mod hlc;
 mod kv;
 pub mod latency;
 pub mod layout;
+pub mod lease;
 pub mod messages;
 mod metrics;
 mod node;
@@ -23,6 +24,7 @@ mod stream_maintenance;
 mod stream_metrics;
 pub mod system_ranges;
 mod view;
+pub mod watch;
 
 pub use client_api::{
     BOUNDED_STALENESS_MAX, CONSISTENCY_FORMS, ClientApi, Consistency, RangeRead, ReadOptions,
@@ -31,7 +33,9 @@ pub use client_api::{
 pub use config::{NODE_DEAD_AFTER_DEFAULT, NodeConfig};
 pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyRow, LatencyTable, RttStats};
+pub use lease::{LeaseInfo, LeaseOp, LeaseReply};
 pub use metrics::Metrics;
 pub use node::Node;
 pub use placement::{PlacementView, placement_views};
 pub use view::{ClusterView, DrainStatus, LatencyView, NodeStatus, NodeView, RangeView};
+pub use watch::{WatchMessage, WatchSpec, WatchStream};

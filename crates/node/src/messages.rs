@@ -3,7 +3,8 @@
 use crate::client_api::Consistency;
 use crate::latency::LatencyRow;
 use meridian_state::{
-    ClusterMap, KvResult, MetaCommand, NodeInfo, RangeRequest, RangeResponse, TxnRequest,
+    ClusterMap, KvCommand, KvResult, MetaCommand, NodeInfo, RangeRequest, RangeResponse,
+    TxnRequest, WatchEvent,
 };
 use meridian_types::{GroupId, NodeId, RequestId};
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,32 @@ pub enum GroupOp {
         stream: String,
         partition: u32,
     },
+    /// The events of `[key, range_end)` after revision `after` from this replica's applied state
+    /// (any replica serves it), waiting up to `wait_ms` for one; `after: None` asks for the
+    /// replica's current revision only (a watch starting now).
+    WatchPoll {
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        after: Option<u64>,
+        prev_kv: bool,
+        wait_ms: u64,
+    },
+    /// A key-value command other than a txn, proposed by the leader (`RevokeLease`).
+    KvCmd {
+        cmd: KvCommand,
+        request_id: RequestId,
+    },
+    /// A lease operation, on the meta group's leader.
+    Lease(crate::lease::LeaseOp),
+    /// The keys attached to a lease in this range (its leader serves it).
+    LeaseKeys {
+        lease: i64,
+    },
+    /// Moves the range's revision past `to` without a write (`KvCommand::Advance`), so a watch
+    /// over several ranges can release events up to `to` in order.
+    Advance {
+        to: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -142,6 +169,19 @@ pub enum GroupReply {
     Stream(meridian_state::stream::StreamResult),
     StreamRead(meridian_state::stream::StreamRead),
     StreamInfo(crate::stream::PartitionInfo),
+    /// Events for a [`GroupOp::WatchPoll`]: every event up to `cursor` after the asked
+    /// revision, and how stale the serving replica may be (`Some(0)` on the leader).
+    Events {
+        events: Vec<WatchEvent>,
+        cursor: u64,
+        staleness_ms: Option<u64>,
+    },
+    /// The revision asked for is compacted away.
+    WatchCompacted {
+        compact_revision: u64,
+    },
+    Lease(crate::lease::LeaseReply),
+    Keys(Vec<Vec<u8>>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

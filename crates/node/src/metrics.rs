@@ -76,6 +76,14 @@ pub struct Metrics {
     pub ranges_out_of_rule: Gauge,
     /// Stream publishes, reads and consumer lag (`stream_metrics.rs`).
     pub streams: crate::stream_metrics::StreamMetrics,
+    /// Watches open on this node.
+    pub watchers: Gauge,
+    /// Watch events sent to clients of this node.
+    pub watch_events: Counter,
+    /// Live leases (set on the meta leader).
+    pub leases: Gauge,
+    /// Leases this node expired as meta leader.
+    pub leases_expired: Counter,
 }
 
 impl Metrics {
@@ -191,9 +199,37 @@ impl Metrics {
             ranges_out_of_rule.clone(),
         );
         let streams = crate::stream_metrics::StreamMetrics::register(&mut registry);
+        let watchers = Gauge::default();
+        registry.register(
+            "watch_watchers",
+            "Watches open on this node",
+            watchers.clone(),
+        );
+        let watch_events = Counter::default();
+        registry.register(
+            "watch_events_sent",
+            "Watch events sent to clients of this node",
+            watch_events.clone(),
+        );
+        let leases = Gauge::default();
+        registry.register(
+            "lease_leases",
+            "Live leases (reported by the meta leader)",
+            leases.clone(),
+        );
+        let leases_expired = Counter::default();
+        registry.register(
+            "lease_expired",
+            "Leases expired by this node as meta leader",
+            leases_expired.clone(),
+        );
         Self {
             registry,
             streams,
+            watchers,
+            watch_events,
+            leases,
+            leases_expired,
             peer_rtt_seconds,
             peer_rtt_p99_seconds,
             peer_probe_failures,

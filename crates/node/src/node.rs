@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown_tx: watch::Sender<bool>,
     /// The placement driver's display and pacing state (see `placement_driver.rs`).
     pub(crate) driver: crate::placement_driver::DriverState,
+    /// Lease deadlines while this node leads the meta group (see `lease.rs`).
+    pub(crate) leases: crate::lease::LeaseKeeper,
 }
 
 /// One Meridian node. Cheap to clone.
@@ -142,6 +144,7 @@ impl Node {
                 last_leaders: Mutex::new(BTreeMap::new()),
                 shutdown_tx,
                 driver: Default::default(),
+                leases: Default::default(),
             }),
         };
         if node.cluster_id() != 0 {
@@ -242,6 +245,7 @@ impl Node {
 
     fn spawn_background(&self) {
         crate::probe::spawn(self.clone(), self.inner.shutdown_tx.subscribe());
+        crate::lease::spawn_expirer(self.clone(), self.inner.shutdown_tx.subscribe());
         let node = self.clone();
         let mut stop = self.inner.shutdown_tx.subscribe();
         tokio::spawn(async move {

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 /// First pause between retries when no leader is known; doubles up to the max.
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How far ahead of its own clock a leader lets a `GroupOp::Advance` push a range's revision.
+pub const ADVANCE_AHEAD_MAX_MS: u64 = 60_000;
 
 impl Node {
     /// Replicas of a group, from the cluster map.
@@ -164,7 +166,7 @@ impl Node {
         ))
     }
 
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         to: NodeId,
         group: GroupId,
@@ -269,6 +271,57 @@ impl Node {
             }
             op @ (GroupOp::Stream { .. } | GroupOp::StreamRead(_) | GroupOp::StreamInfo { .. }) => {
                 self.execute_stream_local(&g, group, op).await
+            }
+            GroupOp::WatchPoll {
+                key,
+                range_end,
+                after,
+                prev_kv,
+                wait_ms,
+            } => {
+                self.serve_watch_poll(&g, &key, &range_end, after, prev_kv, wait_ms)
+                    .await
+            }
+            GroupOp::KvCmd { cmd, request_id } => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                let entry = KvEntry {
+                    request_id: Some(request_id),
+                    hlc: self.inner.hlc.now(),
+                    cmd,
+                };
+                self.propose_kv(&g, entry).await
+            }
+            GroupOp::Lease(op) => self.serve_lease_op(&g, op).await,
+            GroupOp::Advance { to } => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                // A revision from another range, never one far ahead of this clock.
+                let ahead_max = self
+                    .inner
+                    .cfg
+                    .clock
+                    .now_ms()
+                    .saturating_add(ADVANCE_AHEAD_MAX_MS)
+                    << crate::hlc::LOGICAL_BITS;
+                if to > ahead_max {
+                    return Err(MeridianError::invalid(format!(
+                        "advance to revision {to} is too far ahead of this node's clock"
+                    )));
+                }
+                self.inner.hlc.observe(to);
+                let entry = KvEntry {
+                    request_id: None,
+                    hlc: self.inner.hlc.now(),
+                    cmd: KvCommand::Advance,
+                };
+                self.propose_kv(&g, entry).await
+            }
+            GroupOp::LeaseKeys { lease } => {
+                g.read_barrier(true).await?;
+                Ok(GroupReply::Keys(g.read(|s| s.kv.keys_with_lease(lease))))
             }
         }
     }

@@ -4,6 +4,7 @@
 use crate::dedup::DedupTable;
 use crate::kv::KvState;
 use crate::kv_types::{KvEntry, KvResult};
+use crate::lease::{LeaseCommand, LeaseTable};
 use crate::meta::{ClusterMap, MetaCommand};
 use crate::stream::{StreamEntry, StreamResult, StreamsState};
 use meridian_types::MeridianError;
@@ -17,6 +18,8 @@ pub enum Command {
     Meta(MetaCommand),
     /// A command to a stream partition hosted by this range.
     Stream(StreamEntry),
+    /// A change to the lease table (meta group).
+    Lease(LeaseCommand),
 }
 
 impl fmt::Display for Command {
@@ -50,6 +53,7 @@ impl fmt::Display for Command {
                 e.now_ms,
                 e.request_id.map(|r| r.0)
             ),
+            Command::Lease(l) => write!(f, "lease({l:?})"),
         }
     }
 }
@@ -60,6 +64,7 @@ pub enum CommandResult {
     Kv(Result<KvResult, MeridianError>),
     Meta(Result<(), MeridianError>),
     Stream(Result<StreamResult, MeridianError>),
+    Lease(Result<(), MeridianError>),
     /// Entries with no command (Raft's blank and membership entries).
     None,
 }
@@ -75,6 +80,9 @@ pub struct GroupState {
     pub streams: StreamsState,
     #[serde(default)]
     stream_dedup: DedupTable<Result<StreamResult, MeridianError>>,
+    /// The lease table (used in the meta group only).
+    #[serde(default)]
+    pub leases: LeaseTable,
 }
 
 impl GroupState {
@@ -101,6 +109,7 @@ impl GroupState {
                 }
                 CommandResult::Stream(result)
             }
+            Command::Lease(l) => CommandResult::Lease(self.leases.apply(l)),
         }
     }
 }

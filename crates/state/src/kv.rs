@@ -4,8 +4,12 @@
 //! the versions a read at a not-yet-compacted revision may see (see [`history`]). Reads, writes
 //! and compaction live here; transaction execution and its rollback live in [`txn`].
 
+mod events;
 mod history;
+mod leases;
 mod txn;
+
+pub use events::{EventBatch, EventKind, WatchEvent};
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +29,10 @@ pub struct KvState {
     /// Every key with a version some allowed read may still see. A BTreeMap, not a HashMap:
     /// scans need key order, and the serialized snapshot must be the same on every replica.
     keys: BTreeMap<Vec<u8>, KeyHistory>,
+    /// Leases this range has revoked ([`KvCommand::RevokeLease`]): a put with one is refused,
+    /// so a put racing a revoke never leaves a key attached to a dead lease.
+    #[serde(default)]
+    revoked_leases: std::collections::BTreeSet<i64>,
 }
 
 /// The bounds of an etcd key range, in the form `BTreeMap::range` takes. `None` means the
@@ -90,6 +98,19 @@ impl KvState {
                 self.compact(*revision)?;
                 Ok(KvResult::Compact {
                     revision: *revision,
+                })
+            }
+            KvCommand::Advance => {
+                self.revision = self.revision.max(entry.hlc);
+                Ok(KvResult::Advance {
+                    revision: self.revision,
+                })
+            }
+            KvCommand::RevokeLease { lease } => {
+                let deleted = self.revoke_lease(*lease, entry.hlc)?;
+                Ok(KvResult::RevokeLease {
+                    deleted,
+                    revision: self.revision,
                 })
             }
         }

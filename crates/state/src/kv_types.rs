@@ -47,6 +47,14 @@ pub struct PutRequest {
     pub value: Vec<u8>,
     pub prev_kv: bool,
     pub lease: i64,
+    /// Keep the key's current lease, ignoring `lease` (etcd's `ignore_lease`); the key must
+    /// exist.
+    #[serde(default)]
+    pub ignore_lease: bool,
+    /// Keep the key's current value, ignoring `value` (etcd's `ignore_value`); the key must
+    /// exist.
+    #[serde(default)]
+    pub ignore_value: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +144,15 @@ pub enum KvCommand {
     Compact {
         revision: u64,
     },
+    /// Deletes every key attached to `lease` (one revision) and refuses any later put with it:
+    /// the range's part of revoking a lease, idempotent.
+    RevokeLease {
+        lease: i64,
+    },
+    /// Moves the range's revision up to the entry's `hlc` without writing a key, so every later
+    /// write gets a higher revision: how a watch over several ranges learns that an idle range
+    /// has nothing more below a revision (a closed timestamp), and releases events in order.
+    Advance,
 }
 
 /// One log entry of a range, stamped by the leader that proposed it.
@@ -154,5 +171,16 @@ pub struct KvEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvResult {
     Txn(TxnResponse),
-    Compact { revision: u64 },
+    Compact {
+        revision: u64,
+    },
+    /// Keys deleted by a [`KvCommand::RevokeLease`], and the range's revision after it.
+    RevokeLease {
+        deleted: u64,
+        revision: u64,
+    },
+    /// The range's revision after a [`KvCommand::Advance`].
+    Advance {
+        revision: u64,
+    },
 }

@@ -10,6 +10,7 @@ pub mod dedup;
 pub mod group;
 pub mod kv;
 pub mod kv_types;
+pub mod lease;
 pub mod meta;
 pub mod meta_system;
 pub mod placement;
@@ -20,8 +21,9 @@ pub mod stream_group;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};
-pub use kv::KvState;
+pub use kv::{EventBatch, EventKind, KvState, WatchEvent};
 pub use kv_types::*;
+pub use lease::{LeaseCommand, LeaseRecord, LeaseTable};
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo, StreamSpec, SystemRange};
 pub use placement::{PlacementRule, Survival};
 pub use placement_check::{assign, meets, validate_rule};

@@ -20,6 +20,8 @@ struct Model {
     /// `(revision, live map at that revision)`, ascending, starting with `(0, empty)`.
     history: Vec<(u64, Map)>,
     compact: u64,
+    /// Leases revoked in this range: a put with one fails.
+    revoked: std::collections::BTreeSet<i64>,
 }
 
 /// etcd's range rule, written as a filter so it shares nothing with the store's bounds code.
@@ -59,6 +61,7 @@ impl Model {
         Model {
             history: vec![(0, Map::new())],
             compact: 0,
+            revoked: Default::default(),
         }
     }
 
@@ -136,7 +139,70 @@ impl Model {
                 })
             }
             KvCommand::Txn(t) => self.txn(t, e.hlc).map(KvResult::Txn),
+            KvCommand::Advance => {
+                if e.hlc > self.rev() {
+                    let map = self.at(self.rev()).clone();
+                    self.history.push((e.hlc, map));
+                }
+                Ok(KvResult::Advance {
+                    revision: self.rev(),
+                })
+            }
+            KvCommand::RevokeLease { lease } => {
+                if *lease == 0 {
+                    return Err(ErrorCode::InvalidArgument);
+                }
+                self.revoked.insert(*lease);
+                let mut work = self.at(self.rev()).clone();
+                let before = work.len();
+                work.retain(|_, kv| kv.lease != *lease);
+                let deleted = (before - work.len()) as u64;
+                if deleted > 0 {
+                    let rev = (self.rev() + 1).max(e.hlc);
+                    self.history.push((rev, work));
+                }
+                Ok(KvResult::RevokeLease {
+                    deleted,
+                    revision: self.rev(),
+                })
+            }
         }
+    }
+
+    /// The events after `after`, read off the difference between consecutive maps: a key
+    /// whose version changed was put, a key that went was deleted.
+    fn events_after(&self, after: u64) -> Result<Vec<WatchEvent>, u64> {
+        if self.compact > 0 && after < self.compact {
+            return Err(self.compact);
+        }
+        let mut out = Vec::new();
+        for pair in self.history.windows(2) {
+            let ((_, old), (rev, new)) = (&pair[0], &pair[1]);
+            if *rev <= after {
+                continue;
+            }
+            let keys: std::collections::BTreeSet<&Vec<u8>> = old.keys().chain(new.keys()).collect();
+            for k in keys {
+                match (old.get(k), new.get(k)) {
+                    (prev, Some(kv)) if prev != Some(kv) => out.push(WatchEvent {
+                        kind: EventKind::Put,
+                        kv: kv.clone(),
+                        prev_kv: prev.cloned(),
+                    }),
+                    (Some(prev), None) => out.push(WatchEvent {
+                        kind: EventKind::Delete,
+                        kv: KeyValue {
+                            key: k.clone(),
+                            mod_revision: *rev,
+                            ..KeyValue::default()
+                        },
+                        prev_kv: Some(prev.clone()),
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn txn(&mut self, t: &TxnRequest, hlc: u64) -> Result<TxnResponse, ErrorCode> {
@@ -167,6 +233,9 @@ impl Model {
                 RequestOp::Put(p) => {
                     if p.key.is_empty() {
                         return Err(ErrorCode::InvalidArgument);
+                    }
+                    if p.lease != 0 && self.revoked.contains(&p.lease) {
+                        return Err(ErrorCode::LeaseNotFound);
                     }
                     let prev = work.get(&p.key).cloned();
                     let (create_revision, version) = prev
@@ -295,6 +364,15 @@ enum Step {
     },
     Compact(RevSel),
     Read(GenRange),
+    /// Revokes a lease in this range (deleting its keys).
+    Revoke {
+        lease: i64,
+        hlc_ahead: u64,
+    },
+    /// Advances the revision to `cur + ahead` (a no-op when `ahead` is 0).
+    Advance {
+        ahead: u64,
+    },
 }
 
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -348,6 +426,8 @@ fn gen_op() -> impl Strategy<Value = GenOp> {
             value: vec![b'0' + v; v as usize],
             prev_kv,
             lease,
+            ignore_lease: false,
+            ignore_value: false,
         })),
         2 => (key(), range_end(), any::<bool>()).prop_map(|(key, range_end, prev_kv)| GenOp::Delete(DeleteRangeRequest { key, range_end, prev_kv })),
         2 => gen_range().prop_map(GenOp::Range),
@@ -394,6 +474,8 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(hlc_ahead, hlc_behind, compare, success, failure)| Step::Txn { hlc_ahead, hlc_behind, compare, success, failure }),
         1 => rev_sel().prop_map(Step::Compact),
         2 => gen_range().prop_map(Step::Read),
+        1 => (-1i64..2, 0u64..3).prop_map(|(lease, hlc_ahead)| Step::Revoke { lease, hlc_ahead }),
+        1 => (0u64..4).prop_map(|ahead| Step::Advance { ahead }),
     ]
 }
 
@@ -439,6 +521,16 @@ fn resolve(step: &Step, cur: u64) -> Result<KvEntry, RangeRequest> {
             })
         }
         Step::Read(r) => Err(r.resolve(cur)),
+        Step::Advance { ahead } => Ok(KvEntry {
+            request_id: None,
+            hlc: cur + ahead,
+            cmd: KvCommand::Advance,
+        }),
+        Step::Revoke { lease, hlc_ahead } => Ok(KvEntry {
+            request_id: None,
+            hlc: cur + hlc_ahead,
+            cmd: KvCommand::RevokeLease { lease: *lease },
+        }),
     }
 }
 
@@ -460,6 +552,21 @@ fn check_history(state: &KvState, model: &Model) -> Result<(), TestCaseError> {
             want,
             "full read at {}",
             rev
+        );
+    }
+    // The change feed: from every resumable revision, exactly the model's events.
+    for after in model.compact..=model.rev() {
+        let got = state
+            .events_after(&[0], &[0], after, true, usize::MAX)
+            .map(|b| b.events);
+        prop_assert_eq!(got, model.events_after(after), "events after {}", after);
+    }
+    if model.compact > 0 {
+        prop_assert_eq!(
+            state
+                .events_after(&[0], &[0], model.compact - 1, false, 10)
+                .map(|b| b.events),
+            Err(model.compact)
         );
     }
     if model.compact > 1 {

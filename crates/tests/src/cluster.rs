@@ -210,6 +210,8 @@ impl TestCluster {
             value: value.as_bytes().to_vec(),
             prev_kv: false,
             lease: 0,
+            ignore_lease: false,
+            ignore_value: false,
         };
         self.node(via)
             .put(req, WriteOptions::default())

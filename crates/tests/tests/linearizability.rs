@@ -52,6 +52,8 @@ async fn client(
                     value: v.into_bytes(),
                     prev_kv: false,
                     lease: 0,
+                    ignore_lease: false,
+                    ignore_value: false,
                 };
                 let opts = WriteOptions {
                     request_id: Some(RequestId(rng.random())),
@@ -125,6 +127,8 @@ async fn client(
                         value: new.into_bytes(),
                         prev_kv: false,
                         lease: 0,
+                        ignore_lease: false,
+                        ignore_value: false,
                     })],
                     failure: vec![],
                 };

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     Internal,
     /// No stream of that name.
     StreamNotFound,
+    /// A lease that does not exist (never granted, expired or revoked).
+    LeaseNotFound,
 }
 
 impl ErrorCode {
@@ -63,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Corruption => "corruption",
             ErrorCode::Internal => "internal",
             ErrorCode::StreamNotFound => "stream_not_found",
+            ErrorCode::LeaseNotFound => "lease_not_found",
         }
     }
 

@@ -187,17 +187,13 @@ pub fn range_to_pb(
 
 pub fn put_from_pb(r: pb::PutRequest) -> Result<PutRequest, MeridianError> {
     require_key(&r.key)?;
-    if r.ignore_value {
-        return Err(MeridianError::invalid("unsupported: put with ignore_value"));
-    }
-    if r.ignore_lease {
-        return Err(MeridianError::invalid("unsupported: put with ignore_lease"));
-    }
     Ok(PutRequest {
         key: r.key,
         value: r.value,
         prev_kv: r.prev_kv,
         lease: r.lease,
+        ignore_lease: r.ignore_lease,
+        ignore_value: r.ignore_value,
     })
 }
 
@@ -287,41 +283,73 @@ pub fn compare_from_pb(c: pb::Compare) -> Result<Compare, MeridianError> {
     })
 }
 
-fn request_op_from_pb(op: pb::RequestOp) -> Result<RequestOp, MeridianError> {
-    match op.request {
+/// An op of a txn, with the sort and filters of a range op (done here on its whole answer).
+fn request_op_from_pb(op: pb::RequestOp) -> Result<(RequestOp, RangeExtras), MeridianError> {
+    let plain = RangeExtras {
+        sort: None,
+        min_mod_revision: 0,
+        max_mod_revision: 0,
+        min_create_revision: 0,
+        max_create_revision: 0,
+        limit: 0,
+    };
+    let op = match op.request {
         Some(Request::RequestRange(r)) => {
             let (req, _serializable, extras) = range_from_pb(r)?;
-            if !extras.is_plain() {
-                return Err(MeridianError::invalid(
-                    "unsupported: sort orders and revision filters inside a txn",
-                ));
-            }
-            Ok(RequestOp::Range(req))
+            return Ok((RequestOp::Range(req), extras));
         }
-        Some(Request::RequestPut(p)) => Ok(RequestOp::Put(put_from_pb(p)?)),
-        Some(Request::RequestDeleteRange(d)) => Ok(RequestOp::DeleteRange(delete_from_pb(d)?)),
-        Some(Request::RequestTxn(_)) => Err(MeridianError::invalid(
-            "unsupported: nested txn inside a txn",
-        )),
-        None => Err(MeridianError::invalid("txn request op is empty")),
-    }
+        Some(Request::RequestPut(p)) => RequestOp::Put(put_from_pb(p)?),
+        Some(Request::RequestDeleteRange(d)) => RequestOp::DeleteRange(delete_from_pb(d)?),
+        Some(Request::RequestTxn(_)) => {
+            return Err(MeridianError::invalid(
+                "unsupported: nested txn inside a txn",
+            ));
+        }
+        None => return Err(MeridianError::invalid("txn request op is empty")),
+    };
+    Ok((op, plain))
+}
+
+/// What is left to do on the range answers of a txn's branches (sorts, revision filters,
+/// limits after sorting), per op.
+#[derive(Clone, Debug, Default)]
+pub struct TxnExtras {
+    pub success: Vec<RangeExtras>,
+    pub failure: Vec<RangeExtras>,
 }
 
 pub fn txn_from_pb(t: pb::TxnRequest) -> Result<TxnRequest, MeridianError> {
+    txn_from_pb_with_extras(t).map(|(t, _)| t)
+}
+
+/// A txn and the work left on its range answers (etcd's lock and election recipes read
+/// `sort by create revision, limit 1` inside a txn).
+pub fn txn_from_pb_with_extras(
+    t: pb::TxnRequest,
+) -> Result<(TxnRequest, TxnExtras), MeridianError> {
     let ops = |ops: Vec<pb::RequestOp>| {
         ops.into_iter()
             .map(request_op_from_pb)
             .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().unzip::<_, _, Vec<_>, Vec<_>>())
     };
-    Ok(TxnRequest {
-        compare: t
-            .compare
-            .into_iter()
-            .map(compare_from_pb)
-            .collect::<Result<_, _>>()?,
-        success: ops(t.success)?,
-        failure: ops(t.failure)?,
-    })
+    let (success, s_extras) = ops(t.success)?;
+    let (failure, f_extras) = ops(t.failure)?;
+    Ok((
+        TxnRequest {
+            compare: t
+                .compare
+                .into_iter()
+                .map(compare_from_pb)
+                .collect::<Result<_, _>>()?,
+            success,
+            failure,
+        },
+        TxnExtras {
+            success: s_extras,
+            failure: f_extras,
+        },
+    ))
 }
 
 /// The answer of a txn. `ran` are the ops of the branch that ran, to shape range answers.
@@ -463,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn nested_txn_and_ignore_value_are_unsupported() {
+    fn nested_txn_is_unsupported_and_ignore_flags_pass() {
         let nested = pb::TxnRequest {
             success: vec![pb::RequestOp {
                 request: Some(Request::RequestTxn(pb::TxnRequest::default())),
@@ -477,11 +505,7 @@ mod tests {
             ignore_value: true,
             ..Default::default()
         };
-        assert!(
-            put_from_pb(put)
-                .unwrap_err()
-                .message
-                .contains("unsupported")
-        );
+        let put = put_from_pb(put).unwrap();
+        assert!(put.ignore_value && !put.ignore_lease);
     }
 }

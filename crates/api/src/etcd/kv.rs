@@ -86,10 +86,21 @@ impl<A: ClientApi> EtcdKv<A> {
         t: pb::TxnRequest,
         opts: WriteOptions,
     ) -> Result<pb::TxnResponse, MeridianError> {
-        let req = convert::txn_from_pb(t)?;
+        let (req, extras) = convert::txn_from_pb_with_extras(t)?;
         let (success, failure) = (req.success.clone(), req.failure.clone());
-        let resp = self.api.txn(req, opts).await?;
-        let ran = if resp.succeeded { success } else { failure };
+        let mut resp = self.api.txn(req, opts).await?;
+        let (ran, extras) = if resp.succeeded {
+            (success, extras.success)
+        } else {
+            (failure, extras.failure)
+        };
+        for (r, x) in resp.responses.iter_mut().zip(&extras) {
+            if let meridian_state::ResponseOp::Range(r) = r
+                && !x.is_plain()
+            {
+                x.apply(r);
+            }
+        }
         Ok(convert::txn_to_pb(resp, &ran, self.header_info()))
     }
 

@@ -9,6 +9,8 @@ pub const COMPACTED_MESSAGE: &str = "etcdserver: mvcc: required revision has bee
 /// etcd's text for a read above the current revision.
 pub const FUTURE_REVISION_MESSAGE: &str =
     "etcdserver: mvcc: required revision is a future revision";
+/// etcd's text for a lease that does not exist; clients match on it.
+pub const LEASE_NOT_FOUND_MESSAGE: &str = "etcdserver: requested lease not found";
 /// etcd's text for a request over the size limit.
 pub const REQUEST_TOO_LARGE_MESSAGE: &str = "etcdserver: request is too large";
 
@@ -37,6 +39,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::NotDrained => Code::FailedPrecondition,
         ErrorCode::Corruption | ErrorCode::Internal => Code::Internal,
         ErrorCode::StreamNotFound => Code::NotFound,
+        ErrorCode::LeaseNotFound => Code::NotFound,
     }
 }
 
@@ -47,6 +50,7 @@ pub fn to_status(err: MeridianError) -> Status {
         ErrorCode::Compacted => Status::new(code, COMPACTED_MESSAGE),
         ErrorCode::FutureRevision => Status::new(code, FUTURE_REVISION_MESSAGE),
         ErrorCode::RequestTooLarge => Status::new(code, REQUEST_TOO_LARGE_MESSAGE),
+        ErrorCode::LeaseNotFound => Status::new(code, LEASE_NOT_FOUND_MESSAGE),
         _ => Status::new(code, err.to_string()),
     }
 }

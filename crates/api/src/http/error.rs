@@ -44,6 +44,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::NotDrained => StatusCode::CONFLICT,
         ErrorCode::Corruption | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::StreamNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::LeaseNotFound => StatusCode::NOT_FOUND,
     }
 }
 

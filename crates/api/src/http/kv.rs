@@ -123,6 +123,9 @@ pub async fn get_key<A: ClientApi>(
 struct PutQuery {
     #[serde(default)]
     prev_kv: bool,
+    /// Attach the key to this lease (it goes when the lease does).
+    #[serde(default)]
+    lease: i64,
     request_id: Option<String>,
     #[serde(default)]
     encoding: Encoding,
@@ -154,7 +157,9 @@ pub async fn put_key<A: ClientApi>(
             key,
             value: value.to_vec(),
             prev_kv: q.prev_kv,
-            lease: 0,
+            lease: q.lease,
+            ignore_lease: false,
+            ignore_value: false,
         };
         let resp = api.put(req, opts).await?;
         Ok(PutJson {

@@ -13,6 +13,8 @@
 //! | `POST /v1/cluster/nodes/{id}/drain` | start draining a node; what it still holds |
 //! | `DELETE /v1/cluster/nodes/{id}` | remove a drained node (409 `not_drained` before) |
 //! | `/v1/streams/...` | event streams: create, publish, read, follow, consumer groups ([`streams`]) |
+//! | `GET /v1/watch?key=` or `?prefix=` | a watch as server-sent events (`from_revision`, `prev_kv`, `progress_ms`; [`watch`]) |
+//! | `/v1/leases...` | grant, list, time-to-live, keep-alive, revoke ([`lease`]) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
@@ -21,10 +23,12 @@
 pub mod error;
 pub mod json;
 pub mod kv;
+pub mod lease;
 pub mod placement;
 pub mod request_id;
 pub mod streams;
 pub mod txn;
+pub mod watch;
 
 use crate::http::error::{HttpError, error_response};
 use axum::Json;
@@ -107,6 +111,13 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
             "/v1/streams/{name}/groups/{group}/commit",
             post(streams::commit::<A>),
         )
+        .route("/v1/watch", get(watch::watch::<A>))
+        .route("/v1/leases", get(lease::list::<A>).post(lease::grant::<A>))
+        .route(
+            "/v1/leases/{id}",
+            get(lease::time_to_live::<A>).delete(lease::revoke::<A>),
+        )
+        .route("/v1/leases/{id}/keepalive", post(lease::keep_alive::<A>))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))

@@ -229,6 +229,8 @@ impl OpJson {
                 value: p.encoding.decode("value", &p.value)?,
                 prev_kv: p.prev_kv,
                 lease: 0,
+                ignore_lease: false,
+                ignore_value: false,
             }),
             OpJson::Delete(d) => {
                 let (key, range_end) = key_range(d.encoding, &d.key, d.prefix)?;

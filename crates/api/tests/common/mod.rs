@@ -42,6 +42,8 @@ pub struct Seen {
     pub last_range: Option<RangeRequest>,
     /// The options of every write.
     pub write_opts: Vec<WriteOptions>,
+    /// Every watch opened.
+    pub watches: Vec<meridian_node::WatchSpec>,
 }
 
 #[derive(Clone)]
@@ -54,6 +56,12 @@ pub struct FakeApi {
     limits: Arc<Limits>,
     /// The cluster map placement rules are checked against and stored in: see [`topology`].
     pub map: Arc<Mutex<ClusterMap>>,
+    /// What every watch sends, in order, before it ends.
+    pub watch_script: Arc<Mutex<Vec<meridian_node::WatchMessage>>>,
+    /// Leases: id → TTL.
+    pub leases: Arc<Mutex<BTreeMap<i64, i64>>>,
+    /// The open ends of the watches, so they stay open after their script.
+    watch_senders: Arc<Mutex<Vec<tokio::sync::mpsc::Sender<meridian_node::WatchMessage>>>>,
 }
 
 /// Five active nodes (us-east zones a, b; eu-west zones a, b; ap-south zone a) and three ranges:
@@ -116,6 +124,9 @@ impl FakeApi {
             not_ready: Arc::default(),
             limits: Arc::new(limits),
             map: Arc::new(Mutex::new(topology())),
+            watch_script: Arc::default(),
+            leases: Arc::default(),
+            watch_senders: Arc::default(),
         }
     }
 
@@ -472,5 +483,68 @@ impl ClientApi for FakeApi {
 
     async fn remove_node(&self, _node: u64) -> Result<(), MeridianError> {
         self.injected()
+    }
+
+    async fn watch(
+        &self,
+        spec: meridian_node::WatchSpec,
+    ) -> Result<meridian_node::WatchStream, MeridianError> {
+        self.injected()?;
+        self.seen.lock().watches.push(spec);
+        let script = self.watch_script.lock().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(script.len().max(1));
+        for m in script {
+            let _ = tx.try_send(m);
+        }
+        self.watch_senders.lock().push(tx);
+        Ok(meridian_node::WatchStream::from_channel(rx))
+    }
+
+    async fn lease_grant(&self, id: i64, ttl_s: i64) -> Result<(i64, i64), MeridianError> {
+        self.injected()?;
+        let mut l = self.leases.lock();
+        let id = if id == 0 { l.len() as i64 + 100 } else { id };
+        l.insert(id, ttl_s);
+        Ok((id, ttl_s))
+    }
+
+    async fn lease_revoke(&self, id: i64) -> Result<(), MeridianError> {
+        self.leases
+            .lock()
+            .remove(&id)
+            .map(|_| ())
+            .ok_or_else(|| meridian_state::lease::lease_not_found(id))
+    }
+
+    async fn lease_keep_alive(&self, id: i64) -> Result<i64, MeridianError> {
+        self.injected()?;
+        self.leases
+            .lock()
+            .get(&id)
+            .copied()
+            .ok_or_else(|| meridian_state::lease::lease_not_found(id))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<meridian_node::LeaseInfo, MeridianError> {
+        let ttl_s = self
+            .leases
+            .lock()
+            .get(&id)
+            .copied()
+            .ok_or_else(|| meridian_state::lease::lease_not_found(id))?;
+        Ok(meridian_node::LeaseInfo {
+            id,
+            ttl_s: ttl_s - 1,
+            granted_ttl_s: ttl_s,
+            keys: if keys { vec![b"k1".to_vec()] } else { vec![] },
+        })
+    }
+
+    async fn lease_list(&self) -> Result<Vec<i64>, MeridianError> {
+        Ok(self.leases.lock().keys().copied().collect())
     }
 }

@@ -54,6 +54,11 @@ impl Live {
 }
 
 impl KeyHistory {
+    /// Every version kept, oldest first.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
     pub fn is_empty(&self) -> bool {
         self.versions.is_empty()
     }

@@ -1,7 +1,7 @@
 //! Table-driven unit tests of the MVCC store: revisions, versions, tombstones, prev_kv, txn
 //! compares and branches, compaction, old-revision reads and the shape of range responses.
 
-use super::KvState;
+use super::{EventKind, KvState};
 use crate::kv_types::*;
 use meridian_types::ErrorCode;
 
@@ -22,6 +22,8 @@ fn put_full(k: &str, v: &str, lease: i64, prev_kv: bool) -> RequestOp {
         key: b(k),
         value: b(v),
         lease,
+        ignore_lease: false,
+        ignore_value: false,
         prev_kv,
     })
 }
@@ -653,5 +655,126 @@ fn revision_space_exhausted_is_an_error_not_a_panic() {
     assert_eq!(
         get(&s, "a", 0),
         Some(kv("a", "1", u64::MAX, u64::MAX, 1, 0))
+    );
+}
+
+#[test]
+fn events_come_back_in_revision_order_and_batches_keep_txns_whole() {
+    let mut s = KvState::new();
+    txn(&mut s, ops_entry(0, vec![put("b", "1"), put("a", "1")])); // rev 1: a txn of two
+    txn(&mut s, ops_entry(0, vec![put("a", "2")])); // rev 2
+    txn(&mut s, ops_entry(0, vec![del("b", b"", false)])); // rev 3
+    let all = s.events_after(&b("a"), &b("c"), 0, true, 100).unwrap();
+    let got: Vec<(u64, &[u8], EventKind)> = all
+        .events
+        .iter()
+        .map(|e| (e.kv.mod_revision, e.kv.key.as_slice(), e.kind))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, &b"a"[..], EventKind::Put),
+            (1, &b"b"[..], EventKind::Put),
+            (2, &b"a"[..], EventKind::Put),
+            (3, &b"b"[..], EventKind::Delete),
+        ]
+    );
+    assert_eq!(all.cursor, 3);
+    assert_eq!(
+        all.events[2].prev_kv.as_ref().map(|p| p.value.clone()),
+        Some(b("1"))
+    );
+    // A batch of one event still carries the whole txn of revision 1, and says where it
+    // stopped; asking from there gives the rest.
+    let first = s.events_after(&b("a"), &b("c"), 0, false, 1).unwrap();
+    assert_eq!((first.events.len(), first.cursor), (2, 1));
+    let rest = s
+        .events_after(&b("a"), &b("c"), first.cursor, false, 100)
+        .unwrap();
+    assert_eq!((rest.events.len(), rest.cursor), (2, 3));
+    // Up to date: nothing, and the cursor never goes back.
+    let none = s.events_after(&b("a"), &b("c"), 7, false, 100).unwrap();
+    assert_eq!((none.events.len(), none.cursor), (0, 7));
+    // Compacted history cannot be replayed.
+    s.apply(&compact_entry(2)).unwrap();
+    assert_eq!(s.events_after(&b("a"), &b("c"), 1, false, 100), Err(2));
+    assert_eq!(
+        s.events_after(&b("a"), &b("c"), 2, false, 100)
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn revoking_a_lease_deletes_its_keys_and_refuses_later_puts() {
+    let mut s = KvState::new();
+    txn(
+        &mut s,
+        ops_entry(
+            0,
+            vec![put_full("x", "1", 7, false), put_full("y", "1", 8, false)],
+        ),
+    );
+    assert_eq!(s.keys_with_lease(7), vec![b("x")]);
+    let revoke = KvEntry {
+        request_id: None,
+        hlc: 0,
+        cmd: KvCommand::RevokeLease { lease: 7 },
+    };
+    assert_eq!(
+        s.apply(&revoke).unwrap(),
+        KvResult::RevokeLease {
+            deleted: 1,
+            revision: 2
+        }
+    );
+    // Idempotent: nothing left, no new revision.
+    assert_eq!(
+        s.apply(&revoke).unwrap(),
+        KvResult::RevokeLease {
+            deleted: 0,
+            revision: 2
+        }
+    );
+    let err = s
+        .apply(&ops_entry(0, vec![put_full("z", "1", 7, false)]))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::LeaseNotFound);
+    assert!(s.range(&get_at("y", 0)).unwrap().kvs.len() == 1);
+}
+
+#[test]
+fn ignore_lease_and_ignore_value_keep_what_the_key_has() {
+    let mut s = KvState::new();
+    txn(&mut s, ops_entry(0, vec![put_full("k", "v1", 5, false)]));
+    let keep_lease = RequestOp::Put(PutRequest {
+        key: b("k"),
+        value: b("v2"),
+        ignore_lease: true,
+        ..PutRequest::default()
+    });
+    txn(&mut s, ops_entry(0, vec![keep_lease.clone()]));
+    let got = s.range(&get_at("k", 0)).unwrap().kvs[0].clone();
+    assert_eq!((got.value, got.lease), (b("v2"), 5));
+    let keep_value = RequestOp::Put(PutRequest {
+        key: b("k"),
+        lease: 6,
+        ignore_value: true,
+        ..PutRequest::default()
+    });
+    txn(&mut s, ops_entry(0, vec![keep_value]));
+    let got = s.range(&get_at("k", 0)).unwrap().kvs[0].clone();
+    assert_eq!((got.value, got.lease), (b("v2"), 6));
+    // Keeping what a missing key has is an error.
+    let missing = RequestOp::Put(PutRequest {
+        key: b("nope"),
+        ignore_lease: true,
+        ..PutRequest::default()
+    });
+    assert_eq!(
+        s.apply(&ops_entry(0, vec![missing])).unwrap_err().code,
+        ErrorCode::KeyNotFound
     );
 }

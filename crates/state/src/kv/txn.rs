@@ -8,7 +8,7 @@
 use super::history::{KeyHistory, Live};
 use super::{KvState, key_bounds, require_key};
 use crate::kv_types::*;
-use meridian_types::MeridianError;
+use meridian_types::{ErrorCode, MeridianError};
 use std::cmp::Ordering;
 
 /// The bookkeeping of one txn while its ops run.
@@ -142,6 +142,37 @@ impl KvState {
         ctx: &mut TxnCtx,
     ) -> Result<PutResponse, MeridianError> {
         require_key(&req.key)?;
+        let (lease, value) = if req.ignore_lease || req.ignore_value {
+            let current = self
+                .keys
+                .get(req.key.as_slice())
+                .and_then(|h| h.latest_live())
+                .map(|(_, l)| (l.lease, l.value.clone()));
+            // etcd: keeping the lease or the value of a key that does not exist is an error.
+            let Some((cur_lease, cur_value)) = current else {
+                return Err(MeridianError::new(
+                    ErrorCode::KeyNotFound,
+                    "etcdserver: key not found (put with ignore_lease or ignore_value)",
+                ));
+            };
+            (
+                if req.ignore_lease {
+                    cur_lease
+                } else {
+                    req.lease
+                },
+                if req.ignore_value {
+                    cur_value
+                } else {
+                    req.value.clone()
+                },
+            )
+        } else {
+            (req.lease, req.value.clone())
+        };
+        if lease != 0 && self.lease_revoked(lease) {
+            return Err(super::leases::lease_not_found(lease));
+        }
         let rev = ctx.write_rev()?;
         ctx.touched.push(req.key.clone());
         let mut prev_kv = None;
@@ -150,11 +181,11 @@ impl KvState {
                 if req.prev_kv {
                     prev_kv = hist.latest_live().map(|(m, l)| l.to_kv(&req.key, m, true));
                 }
-                hist.put(rev, req.value.clone(), req.lease);
+                hist.put(rev, value, lease);
             }
             None => {
                 let mut hist = KeyHistory::default();
-                hist.put(rev, req.value.clone(), req.lease);
+                hist.put(rev, value, lease);
                 self.keys.insert(req.key.clone(), hist);
             }
         }
