@@ -20,6 +20,7 @@ pub mod placement_driver;
 pub mod probe;
 mod router;
 pub mod stream;
+pub mod stream_batch;
 mod stream_maintenance;
 mod stream_metrics;
 pub mod system_ranges;

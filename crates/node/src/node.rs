@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) driver: crate::placement_driver::DriverState,
     /// Lease deadlines while this node leads the meta group (see `lease.rs`).
     pub(crate) leases: crate::lease::LeaseKeeper,
+    /// Concurrent stream publishes waiting to share a log entry (see `stream_batch.rs`).
+    pub(crate) stream_batcher: crate::stream_batch::StreamBatcher,
 }
 
 /// One Meridian node. Cheap to clone.
@@ -145,6 +147,7 @@ impl Node {
                 shutdown_tx,
                 driver: Default::default(),
                 leases: Default::default(),
+                stream_batcher: Default::default(),
             }),
         };
         if node.cluster_id() != 0 {

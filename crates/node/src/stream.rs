@@ -613,7 +613,11 @@ impl Node {
                     )),
                     _ => None,
                 };
-                let r = self.propose_stream(g, cmd, request_id).await?;
+                let r = if publish.is_some() {
+                    self.propose_stream_batched(g, cmd, request_id).await?
+                } else {
+                    self.propose_stream(g, cmd, request_id).await?
+                };
                 if let (Some((n, bytes)), StreamResult::Published(acks)) = (publish, &r) {
                     let m = &self.inner.metrics.streams;
                     let dups = acks.iter().filter(|a| a.duplicate).count() as u64;

@@ -20,6 +20,9 @@ pub enum Command {
     Stream(StreamEntry),
     /// A change to the lease table (meta group).
     Lease(LeaseCommand),
+    /// Stream commands proposed together by a leader's batcher, applied in order, each as if
+    /// alone (its own request id, its own result).
+    StreamBatch(Vec<StreamEntry>),
 }
 
 impl fmt::Display for Command {
@@ -54,6 +57,7 @@ impl fmt::Display for Command {
                 e.request_id.map(|r| r.0)
             ),
             Command::Lease(l) => write!(f, "lease({l:?})"),
+            Command::StreamBatch(v) => write!(f, "stream_batch({})", v.len()),
         }
     }
 }
@@ -65,6 +69,8 @@ pub enum CommandResult {
     Meta(Result<(), MeridianError>),
     Stream(Result<StreamResult, MeridianError>),
     Lease(Result<(), MeridianError>),
+    /// One result per command of a [`Command::StreamBatch`], in order.
+    StreamBatch(Vec<Result<StreamResult, MeridianError>>),
     /// Entries with no command (Raft's blank and membership entries).
     None,
 }
@@ -99,17 +105,22 @@ impl GroupState {
                 CommandResult::Kv(result)
             }
             Command::Meta(m) => CommandResult::Meta(self.meta.apply(m)),
-            Command::Stream(entry) => {
-                if let Some(done) = entry.request_id.and_then(|id| self.stream_dedup.get(id)) {
-                    return CommandResult::Stream(done.clone());
-                }
-                let result = self.streams.apply(entry);
-                if let Some(id) = entry.request_id {
-                    self.stream_dedup.insert(id, result.clone());
-                }
-                CommandResult::Stream(result)
+            Command::Stream(entry) => CommandResult::Stream(self.apply_stream(entry)),
+            Command::StreamBatch(entries) => {
+                CommandResult::StreamBatch(entries.iter().map(|e| self.apply_stream(e)).collect())
             }
             Command::Lease(l) => CommandResult::Lease(self.leases.apply(l)),
         }
+    }
+
+    fn apply_stream(&mut self, entry: &StreamEntry) -> Result<StreamResult, MeridianError> {
+        if let Some(done) = entry.request_id.and_then(|id| self.stream_dedup.get(id)) {
+            return done.clone();
+        }
+        let result = self.streams.apply(entry);
+        if let Some(id) = entry.request_id {
+            self.stream_dedup.insert(id, result.clone());
+        }
+        result
     }
 }
