@@ -5,6 +5,7 @@ use crate::dedup::DedupTable;
 use crate::kv::KvState;
 use crate::kv_types::{KvEntry, KvResult};
 use crate::meta::{ClusterMap, MetaCommand};
+use crate::queue::{QueueEntry, QueueResult, QueueSet};
 use meridian_types::MeridianError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,6 +15,8 @@ use std::fmt;
 pub enum Command {
     Kv(KvEntry),
     Meta(MetaCommand),
+    /// A work-queue command (see [`crate::queue`]).
+    Queue(QueueEntry),
 }
 
 impl fmt::Display for Command {
@@ -36,8 +39,11 @@ impl fmt::Display for Command {
                     MetaCommand::DeletePlacement { .. } => "delete_placement",
                     MetaCommand::SetRangeMembers { .. } => "set_range_members",
                     MetaCommand::SetMetaReplicas { .. } => "set_meta_replicas",
+                    MetaCommand::CreateQueue(_) => "create_queue",
+                    MetaCommand::DeleteQueue { .. } => "delete_queue",
                 }
             ),
+            Command::Queue(q) => write!(f, "queue({}, now_ms={})", q.cmd.kind(), q.now_ms),
         }
     }
 }
@@ -49,6 +55,7 @@ pub enum CommandResult {
     Meta(Result<(), MeridianError>),
     /// Entries with no command (Raft's blank and membership entries).
     None,
+    Queue(Result<QueueResult, MeridianError>),
 }
 
 /// Everything a group's state machine holds, pure and serializable (its snapshot).
@@ -57,6 +64,9 @@ pub struct GroupState {
     pub kv: KvState,
     pub meta: ClusterMap,
     dedup: DedupTable<Result<KvResult, MeridianError>>,
+    /// The work queues this range holds.
+    #[serde(default)]
+    pub queues: QueueSet,
 }
 
 impl GroupState {
@@ -73,6 +83,7 @@ impl GroupState {
                 CommandResult::Kv(result)
             }
             Command::Meta(m) => CommandResult::Meta(self.meta.apply(m)),
+            Command::Queue(q) => CommandResult::Queue(self.queues.apply(q)),
         }
     }
 }

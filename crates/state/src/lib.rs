@@ -14,6 +14,7 @@ pub mod meta;
 pub mod placement;
 pub mod placement_check;
 pub mod placement_plan;
+pub mod queue;
 
 pub use dedup::DedupTable;
 pub use group::{Command, CommandResult, GroupState};
@@ -22,3 +23,4 @@ pub use kv_types::*;
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo};
 pub use placement::{PlacementRule, Survival};
 pub use placement_check::{assign, meets, validate_rule};
+pub use queue::{QueueCommand, QueueEntry, QueueResult, QueueSet, QueueSpec};

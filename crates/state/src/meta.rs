@@ -1,9 +1,13 @@
 //! The meta group's state: the cluster map (nodes and ranges).
 
 use crate::placement::{PlacementRule, Survival};
+use crate::queue::QueueSpec;
 use meridian_types::{ClusterId, ErrorCode, MeridianError, NodeId, RangeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Most queues a cluster's catalogue holds.
+pub const QUEUES_MAX: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeState {
@@ -65,6 +69,9 @@ pub struct ClusterMap {
     pub placements: BTreeMap<Vec<u8>, PlacementRule>,
     /// Bumped on every change.
     pub version: u64,
+    /// The work queues, by name (their messages live in `QueueSpec::range`).
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueSpec>,
 }
 
 impl ClusterMap {
@@ -197,6 +204,13 @@ pub enum MetaCommand {
     SetMetaReplicas {
         replicas: Vec<NodeId>,
     },
+    /// Adds a queue to the catalogue; the same spec again is no change, another spec under
+    /// the same name is `queue_exists`.
+    CreateQueue(QueueSpec),
+    /// Removes a queue from the catalogue (none is not an error).
+    DeleteQueue {
+        name: String,
+    },
 }
 
 impl ClusterMap {
@@ -240,6 +254,8 @@ impl ClusterMap {
             MetaCommand::SetPlacement(_)
             | MetaCommand::DeletePlacement { .. }
             | MetaCommand::SetRangeMembers { .. }
+            | MetaCommand::CreateQueue(_)
+            | MetaCommand::DeleteQueue { .. }
                 if !self.is_initialized() =>
             {
                 // `Init` replaces the whole map: a change applied before it would be lost.
@@ -312,7 +328,39 @@ impl ClusterMap {
                 self.meta_replicas = replicas.clone();
                 self.version += 1;
             }
+            MetaCommand::CreateQueue(spec) => self.create_queue(spec)?,
+            MetaCommand::DeleteQueue { name } => {
+                if self.queues.remove(name).is_some() {
+                    self.version += 1;
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn create_queue(&mut self, spec: &QueueSpec) -> Result<(), MeridianError> {
+        crate::queue::validate_queue_name(&spec.name)?;
+        spec.config.validate()?;
+        match self.queues.get(&spec.name) {
+            Some(s) if s == spec => return Ok(()),
+            Some(_) => {
+                return Err(MeridianError::new(
+                    ErrorCode::QueueExists,
+                    format!(
+                        "a queue named {:?} exists with another configuration",
+                        spec.name
+                    ),
+                ));
+            }
+            None => {}
+        }
+        if self.queues.len() >= QUEUES_MAX {
+            return Err(MeridianError::invalid(format!(
+                "a cluster holds at most {QUEUES_MAX} queues"
+            )));
+        }
+        self.queues.insert(spec.name.clone(), spec.clone());
+        self.version += 1;
         Ok(())
     }
 }

@@ -32,6 +32,15 @@ pub enum ErrorCode {
     TooStale,
     Corruption,
     Internal,
+    /// No queue of that name (work queues).
+    QueueNotFound,
+    /// A queue of that name exists with another configuration.
+    QueueExists,
+    /// A receipt whose delivery is over: its visibility timeout passed, or the message was
+    /// delivered again since.
+    StaleReceipt,
+    /// A queue holds as many messages as it may.
+    QueueFull,
 }
 
 impl ErrorCode {
@@ -60,6 +69,10 @@ impl ErrorCode {
             ErrorCode::TooStale => "too_stale",
             ErrorCode::Corruption => "corruption",
             ErrorCode::Internal => "internal",
+            ErrorCode::QueueNotFound => "queue_not_found",
+            ErrorCode::QueueExists => "queue_exists",
+            ErrorCode::StaleReceipt => "stale_receipt",
+            ErrorCode::QueueFull => "queue_full",
         }
     }
 

@@ -36,6 +36,10 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         | ErrorCode::UnknownNode
         | ErrorCode::NotDrained => Code::FailedPrecondition,
         ErrorCode::Corruption | ErrorCode::Internal => Code::Internal,
+        ErrorCode::QueueNotFound => Code::NotFound,
+        ErrorCode::QueueExists => Code::AlreadyExists,
+        ErrorCode::StaleReceipt => Code::FailedPrecondition,
+        ErrorCode::QueueFull => Code::ResourceExhausted,
     }
 }
 

@@ -43,6 +43,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::AlreadyInitialized
         | ErrorCode::NotDrained => StatusCode::CONFLICT,
         ErrorCode::Corruption | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::QueueNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::QueueExists | ErrorCode::StaleReceipt => StatusCode::CONFLICT,
+        ErrorCode::QueueFull => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -127,6 +130,10 @@ mod tests {
             (ErrorCode::TooStale, 503),
             (ErrorCode::Corruption, 500),
             (ErrorCode::Internal, 500),
+            (ErrorCode::QueueNotFound, 404),
+            (ErrorCode::QueueExists, 409),
+            (ErrorCode::StaleReceipt, 409),
+            (ErrorCode::QueueFull, 429),
         ];
         for (code, status) in table {
             assert_eq!(status_of(code).as_u16(), status, "{code}");
