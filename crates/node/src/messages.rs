@@ -83,6 +83,16 @@ pub enum GroupOp {
     TransferLeader {
         to: NodeId,
     },
+    /// A work-queue command; the leader stamps its clock on it. A receive with `wait_ms`
+    /// waits on the leader up to that long for a message (long poll).
+    Queue {
+        cmd: meridian_state::QueueCommand,
+        wait_ms: u64,
+    },
+    /// A queue's depth and totals, read on the leader.
+    QueueStats {
+        queue: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -126,6 +136,8 @@ pub enum GroupReply {
     Kv(KvResult),
     Done,
     Membership(meridian_consensus::GroupMembership),
+    Queue(meridian_state::QueueResult),
+    QueueStats(meridian_state::queue::QueueStats),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub placement_leader_transfers: Counter,
     /// Ranges the placement driver is still working on (set on the meta leader).
     pub ranges_out_of_rule: Gauge,
+    /// Work-queue gauges (see `queue_metrics.rs`).
+    pub queue: crate::queue_metrics::QueueMetrics,
 }
 
 impl Metrics {
@@ -188,8 +190,10 @@ impl Metrics {
             "Ranges not yet meeting their placement rule (on the meta leader)",
             ranges_out_of_rule.clone(),
         );
+        let queue = crate::queue_metrics::QueueMetrics::register(&mut registry);
         Self {
             registry,
+            queue,
             peer_rtt_seconds,
             peer_rtt_p99_seconds,
             peer_probe_failures,

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown_tx: watch::Sender<bool>,
     /// The placement driver's display and pacing state (see `placement_driver.rs`).
     pub(crate) driver: crate::placement_driver::DriverState,
+    /// Receive waiters and dead-letter pacing (see `queue.rs`).
+    pub(crate) queues: crate::queue::QueueRuntime,
 }
 
 /// One Meridian node. Cheap to clone.
@@ -142,6 +144,7 @@ impl Node {
                 last_leaders: Mutex::new(BTreeMap::new()),
                 shutdown_tx,
                 driver: Default::default(),
+                queues: Default::default(),
             }),
         };
         if node.cluster_id() != 0 {
@@ -149,6 +152,7 @@ impl Node {
         }
         node.spawn_background();
         node.spawn_placement_driver();
+        node.spawn_queue_driver();
         Ok(node)
     }
 

@@ -267,6 +267,8 @@ impl Node {
                 g.transfer_leader(to).await?;
                 Ok(GroupReply::Done)
             }
+            GroupOp::Queue { cmd, wait_ms } => self.queue_local(&g, cmd, wait_ms).await,
+            GroupOp::QueueStats { queue } => self.queue_stats_local(&g, &queue).await,
         }
     }
 
