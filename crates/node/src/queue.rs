@@ -124,12 +124,12 @@ impl Node {
     ) -> Result<QueueSpec, MeridianError> {
         validate_queue_name(name)?;
         config.validate()?;
-        if let Some(k) = colocate {
-            if k.is_empty() || k.len() > self.inner.cfg.limits.key_bytes_max {
-                return Err(MeridianError::invalid(
-                    "a colocation key must be 1 to key_bytes_max bytes",
-                ));
-            }
+        if let Some(k) = colocate
+            && (k.is_empty() || k.len() > self.inner.cfg.limits.key_bytes_max)
+        {
+            return Err(MeridianError::invalid(
+                "a colocation key must be 1 to key_bytes_max bytes",
+            ));
         }
         if let Some(d) = &config.dead_letter {
             if d == name {

@@ -13,6 +13,7 @@
 //! | `POST /v1/cluster/nodes/{id}/drain` | start draining a node; what it still holds |
 //! | `DELETE /v1/cluster/nodes/{id}` | remove a drained node (409 `not_drained` before) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
+//! | `/v1/queues/...` | work queues ([`queue`]) |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
 //! Every error is `{"error":{"code":"...","message":"..."}}` ([`error`]).
@@ -21,6 +22,7 @@ pub mod error;
 pub mod json;
 pub mod kv;
 pub mod placement;
+pub mod queue;
 pub mod request_id;
 pub mod txn;
 
@@ -75,6 +77,7 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))
+        .merge(queue::routes::<A>())
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(api)
 }
