@@ -8,6 +8,7 @@
 //! Codemap:
 //! - [`http`]: the `/v1/...` JSON routes, health, readiness and metrics;
 //! - [`etcd`]: etcd's `KV`, `Maintenance` and `Cluster` gRPC services;
+//! - [`queue_grpc`]: the `meridian.v1.Queues` gRPC service (work queues);
 //! - `keys`: key-range helpers shared by both (etcd's prefix rule);
 //! - `observe`: per-request metrics around every call into the node.
 
@@ -15,6 +16,7 @@ pub mod etcd;
 pub mod http;
 mod keys;
 mod observe;
+pub mod queue_grpc;
 
 pub use keys::prefix_range_end;
 
@@ -31,6 +33,7 @@ use meridian_node::ClientApi;
 /// instead `tonic::service::Routes::from(client_router(api)).add_service(svc).into_axum_router()`.
 pub fn client_router<A: ClientApi>(api: A) -> axum::Router {
     etcd::routes(api.clone())
+        .add_service(queue_grpc::server(api.clone()))
         .into_axum_router()
         .merge(http::routes(api))
         .fallback(fallback)

@@ -175,6 +175,68 @@ fn queues_from_the_command_line_and_http() {
         (400, Some("invalid_argument"))
     );
     assert!(ok(&q(&["delete", "jobs"])).contains("deleted queue jobs"));
+
+    // The gRPC service on the same port.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use meridian_proto::v1 as pb;
+        let mut c = pb::queues_client::QueuesClient::connect(format!("http://{}", nodes[2].addr))
+            .await
+            .unwrap();
+        let spec = c
+            .create_queue(pb::CreateQueueRequest {
+                name: "grpc".into(),
+                visibility_timeout_ms: Some(5000),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(spec.config.unwrap().visibility_timeout_ms, 5000);
+        let sent = c
+            .send(pb::SendRequest {
+                queue: "grpc".into(),
+                messages: vec![pb::Message {
+                    body: b"over grpc".to_vec(),
+                    ..Default::default()
+                }],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let got = c
+            .receive(pb::ReceiveRequest {
+                queue: "grpc".into(),
+                max: 5,
+                wait_ms: 2000,
+                visibility_timeout_ms: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.messages.len(), 1);
+        assert_eq!(got.messages[0].id, sent.messages[0].id);
+        assert_eq!(got.messages[0].body, b"over grpc");
+        let acked = c
+            .ack(pb::AckRequest {
+                queue: "grpc".into(),
+                receipts: vec![got.messages[0].receipt.clone()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(acked.results[0].acked);
+        let e = c
+            .get_queue(pb::QueueName {
+                name: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+    });
     let metrics = {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -7,6 +7,12 @@ pub mod node {
     tonic::include_proto!("meridian.node.v1");
 }
 
+/// Meridian's own client services (`meridian.v1`): work queues (`queue.proto`).
+pub mod v1 {
+    #![allow(clippy::all)]
+    tonic::include_proto!("meridian.v1");
+}
+
 /// etcd's v3 API, generated from etcd's own `.proto` files (vendored under `proto/etcd`, see the
 /// README there), so etcd clients and `etcdctl` work unchanged.
 ///
