@@ -1,4 +1,4 @@
-//! `meridian bench put|get|mixed`: throughput and latency percentiles against a running
+//! `meridian bench put|get|mixed|queue`: throughput and latency percentiles against a running
 //! cluster, over etcd's gRPC `KV` service (the path etcd's own benchmark tool takes, so the
 //! figures compare).
 //!
@@ -7,6 +7,7 @@
 //! tasks has one request in flight at a time; the tasks share `--conns` connections.
 
 mod keys;
+mod queue;
 mod summary;
 mod worker;
 
@@ -88,6 +89,9 @@ enum BenchOp {
     Get,
     /// Random reads and writes (see --read-ratio) over a preloaded key set.
     Mixed,
+    /// Work queue: --clients producers send --total messages of --value-size bytes while
+    /// consumers receive and ack them (see `bench/queue.rs`).
+    Queue,
 }
 
 impl BenchOp {
@@ -96,16 +100,20 @@ impl BenchOp {
             BenchOp::Put => "put",
             BenchOp::Get => "get",
             BenchOp::Mixed => "mixed",
+            BenchOp::Queue => "queue",
         }
     }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     check_args(&args)?;
+    if args.op == BenchOp::Queue {
+        return queue::run(&args).await;
+    }
     let conns = args.conns.unwrap_or(args.clients.min(CONNS_DEFAULT_MAX));
     let keys = args.keys.unwrap_or(match args.op {
         BenchOp::Put => args.total,
-        BenchOp::Get | BenchOp::Mixed => READ_KEYS_DEFAULT,
+        BenchOp::Get | BenchOp::Mixed | BenchOp::Queue => READ_KEYS_DEFAULT,
     });
     check_key_space(keys, args.key_size)?;
     let endpoints = meridian_client::parse_endpoints(&args.endpoints)?;
@@ -141,7 +149,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let workload = match args.op {
         BenchOp::Put => Workload::SequentialPuts,
         BenchOp::Get => Workload::RandomGets,
-        BenchOp::Mixed => Workload::Mixed {
+        BenchOp::Mixed | BenchOp::Queue => Workload::Mixed {
             read_ratio: args.read_ratio,
         },
     };
