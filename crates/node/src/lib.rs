@@ -19,6 +19,7 @@ mod placement;
 pub mod placement_driver;
 pub mod probe;
 pub mod queue;
+mod queue_batch;
 pub mod queue_driver;
 mod queue_metrics;
 mod router;

@@ -9,9 +9,7 @@ use meridian_consensus::RaftGroup;
 use meridian_state::queue::{
     Delivery, QueueConfig, QueueStats, Receipt, SendMessage, SendOutcome, validate_queue_name,
 };
-use meridian_state::{
-    Command, CommandResult, MetaCommand, QueueCommand, QueueEntry, QueueResult, QueueSpec,
-};
+use meridian_state::{MetaCommand, QueueCommand, QueueResult, QueueSpec};
 use meridian_types::{ErrorCode, GroupId, MeridianError, RangeId};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -46,6 +44,7 @@ pub(crate) struct QueueRuntime {
     pub(crate) last_dead_move: Mutex<BTreeMap<GroupId, Instant>>,
     /// Groups whose dead messages are being moved right now.
     pub(crate) moving: Mutex<std::collections::BTreeSet<GroupId>>,
+    pub(crate) batcher: crate::queue_batch::QueueBatcher,
 }
 
 impl QueueRuntime {
@@ -343,25 +342,20 @@ impl Node {
 
     // ---- on the range leader ----
 
-    /// Proposes a queue command stamped with this leader's clock.
+    /// Proposes a queue command stamped with this leader's clock (batched with concurrent ones,
+    /// see `queue_batch.rs`), then wakes the receives waiting on the group unless the command
+    /// was itself a receive.
     pub(crate) async fn propose_queue(
         &self,
         g: &RaftGroup,
         cmd: QueueCommand,
     ) -> Result<QueueResult, MeridianError> {
         let wakes = !matches!(cmd, QueueCommand::Receive { .. });
-        let entry = QueueEntry {
-            now_ms: self.now_ms(),
-            cmd,
-        };
-        let res = g.propose(Command::Queue(entry)).await;
+        let res = self.propose_queue_batched(g, cmd).await;
         if wakes {
             self.inner.queues.wake(g.group());
         }
-        match res? {
-            CommandResult::Queue(r) => r,
-            other => Err(unexpected(other)),
-        }
+        res
     }
 
     /// Executes a queue command here, as the leader of `g`; a receive with `wait_ms` waits for

@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 /// Most queues one range holds.
 pub const QUEUES_PER_RANGE_MAX: usize = 1024;
+/// Most commands one `Batch` entry holds.
+pub const BATCH_COMMANDS_MAX: usize = 1024;
 /// Longest queue name, in bytes.
 pub const QUEUE_NAME_BYTES_MAX: usize = 80;
 
@@ -91,6 +93,23 @@ impl QueueSet {
         let now = self.clock_ms.max(entry.now_ms);
         self.clock_ms = now;
         match &entry.cmd {
+            QueueCommand::Batch(cmds) => {
+                if cmds.len() > BATCH_COMMANDS_MAX {
+                    return Err(MeridianError::invalid(format!(
+                        "a batch holds at most {BATCH_COMMANDS_MAX} commands"
+                    )));
+                }
+                Ok(QueueResult::Batch(
+                    cmds.iter().map(|c| self.apply_one(now, c)).collect(),
+                ))
+            }
+            cmd => self.apply_one(now, cmd),
+        }
+    }
+
+    fn apply_one(&mut self, now: u64, cmd: &QueueCommand) -> Result<QueueResult, MeridianError> {
+        match cmd {
+            QueueCommand::Batch(_) => Err(MeridianError::invalid("a batch cannot hold a batch")),
             QueueCommand::Create { name, config } => {
                 validate_queue_name(name)?;
                 config.validate()?;

@@ -129,6 +129,46 @@ async fn redelivers_in_group_order_and_refuses_stale_receipts() {
     let info = n2.queue_info("jobs").await.unwrap();
     assert_eq!(info.stats.in_flight, 1);
     assert!(info.stats.counters.redelivered >= 2);
+
+    // Many at once: the leader merges them into batch entries; each still gets its own answer.
+    let sends = (0..40).map(|i| {
+        let n = c.node(NodeId(1 + i % 3));
+        async move {
+            n.send_messages("jobs", vec![msg(&format!("burst{i}"))])
+                .await
+        }
+    });
+    let ids: BTreeSet<u64> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap()[0].id.0)
+        .collect();
+    assert_eq!(ids.len(), 40);
+    let receives = (0..12).map(|i| {
+        let n = c.node(NodeId(1 + i % 3));
+        async move {
+            n.receive_messages("jobs", 10, Duration::from_millis(500), None)
+                .await
+        }
+    });
+    let (mut got, mut receipts) = (BTreeSet::new(), BTreeSet::new());
+    for r in futures::future::join_all(receives).await {
+        for d in r.unwrap() {
+            // A delivery is handed out once (a message may be delivered again after its
+            // 400 ms visibility timeout, under a new receipt).
+            assert!(
+                receipts.insert(d.receipt),
+                "receipt {} handed out twice",
+                d.receipt
+            );
+            got.insert(d.id.0);
+        }
+    }
+    assert!(
+        ids.is_subset(&got),
+        "{} of 40 received",
+        ids.intersection(&got).count()
+    );
     assert!(n1.delete_queue("jobs").await.unwrap());
     let e = n1.send_messages("jobs", vec![msg("x")]).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::QueueNotFound);

@@ -327,3 +327,40 @@ fn bad_input_is_refused() {
         }
     );
 }
+
+#[test]
+fn a_batch_applies_each_command_with_its_own_result() {
+    let mut s = set(cfg(100, 3));
+    let r = run(
+        &mut s,
+        5,
+        QueueCommand::Batch(vec![
+            QueueCommand::Send {
+                queue: Q.into(),
+                messages: vec![msg("a")],
+            },
+            QueueCommand::Receive {
+                queue: "nope".into(),
+                max: 1,
+                visibility_timeout_ms: None,
+            },
+            QueueCommand::Receive {
+                queue: Q.into(),
+                max: 5,
+                visibility_timeout_ms: None,
+            },
+            QueueCommand::Batch(vec![]),
+        ]),
+    )
+    .unwrap();
+    let QueueResult::Batch(v) = r else {
+        panic!("{r:?}")
+    };
+    assert!(matches!(v[0], Ok(QueueResult::Sent(_))));
+    assert_eq!(v[1].as_ref().unwrap_err().code, ErrorCode::QueueNotFound);
+    match &v[2] {
+        Ok(QueueResult::Received(d)) => assert_eq!(d[0].deadline_ms, 105),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(v[3].as_ref().unwrap_err().code, ErrorCode::InvalidArgument);
+}

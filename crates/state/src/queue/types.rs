@@ -244,6 +244,9 @@ pub enum QueueCommand {
     Tick,
     /// Forgets dead messages the leader has moved to the dead-letter queue.
     RemoveDead { queue: String, ids: Vec<MessageId> },
+    /// Several commands in one entry, applied in order at the same time (the leader merges
+    /// concurrent requests). Each has its own result; a batch may not nest.
+    Batch(Vec<QueueCommand>),
 }
 
 impl QueueCommand {
@@ -259,6 +262,7 @@ impl QueueCommand {
             QueueCommand::Extend { .. } => "extend",
             QueueCommand::Tick => "tick",
             QueueCommand::RemoveDead { .. } => "remove_dead",
+            QueueCommand::Batch(_) => "batch",
         }
     }
 }
@@ -318,6 +322,8 @@ pub enum QueueResult {
     Removed {
         removed: u64,
     },
+    /// One result per command of a `Batch`, in order.
+    Batch(Vec<Result<QueueResult, MeridianError>>),
 }
 
 /// Running totals of one queue, replicated (so every replica reports the same).
