@@ -1,5 +1,5 @@
-//! Layer: state. Pure, deterministic state machines: the MVCC key-value store of a range and the
-//! cluster map of the meta group.
+//! Layer: state. Pure, deterministic state machines: the MVCC key-value store of a range, its
+//! work queues (`queue`), and the cluster map of the meta group.
 //!
 //! Architecture invariant: no tokio, no clock, no randomness, no IO. A state machine is a pure
 //! function of `(state, entry)`: time and revision arrive inside the entry, stamped by the
