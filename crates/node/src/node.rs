@@ -152,7 +152,6 @@ impl Node {
         }
         node.spawn_background();
         node.spawn_placement_driver();
-        node.spawn_queue_driver();
         Ok(node)
     }
 
@@ -259,6 +258,7 @@ impl Node {
                     node.reconcile().await;
                 }
                 node.observe_groups();
+                node.ensure_queue_driver();
             }
         });
     }

@@ -45,6 +45,8 @@ pub(crate) struct QueueRuntime {
     /// Groups whose dead messages are being moved right now.
     pub(crate) moving: Mutex<std::collections::BTreeSet<GroupId>>,
     pub(crate) batcher: crate::queue_batch::QueueBatcher,
+    /// Whether the queue driver runs (it starts with the first queue, see `queue_driver.rs`).
+    pub(crate) driver_started: std::sync::atomic::AtomicBool,
 }
 
 impl QueueRuntime {
@@ -369,6 +371,7 @@ impl Node {
         if !g.is_leader() {
             return Err(MeridianError::not_leader(g.group(), g.leader()));
         }
+        self.start_queue_driver();
         let wait = Duration::from_millis(wait_ms).min(QUEUE_WAIT_MAX);
         let queue = match &cmd {
             QueueCommand::Receive { queue, .. } if !wait.is_zero() => queue.clone(),

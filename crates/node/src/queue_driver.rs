@@ -13,6 +13,7 @@ use crate::node::Node;
 use meridian_consensus::RaftGroup;
 use meridian_state::QueueCommand;
 use meridian_state::queue::{Message, MessageId, SendMessage};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -32,7 +33,36 @@ pub const ATTR_DELIVERIES: &str = "meridian.dead_letter.deliveries";
 pub const ATTR_LAST_ERROR: &str = "meridian.dead_letter.last_error";
 
 impl Node {
-    pub(crate) fn spawn_queue_driver(&self) {
+    /// Starts the queue driver once this node hosts a range holding queues (checked by the
+    /// reconciler), or is asked a queue command as a leader. A node without queues runs no
+    /// driver at all.
+    pub(crate) fn ensure_queue_driver(&self) {
+        let started = &self.inner.queues.driver_started;
+        if started.load(Ordering::Acquire) {
+            return;
+        }
+        let hosts_queues = self
+            .hosted_groups()
+            .iter()
+            .any(|g| !g.group().is_meta() && g.read(|s| !s.queues.is_empty()));
+        if hosts_queues {
+            self.start_queue_driver();
+        }
+    }
+
+    /// Starts the queue driver unless it runs already.
+    pub(crate) fn start_queue_driver(&self) {
+        if !self
+            .inner
+            .queues
+            .driver_started
+            .swap(true, Ordering::AcqRel)
+        {
+            self.spawn_queue_driver();
+        }
+    }
+
+    fn spawn_queue_driver(&self) {
         let node = self.clone();
         let mut stop = self.inner.shutdown_tx.subscribe();
         let span = tracing::info_span!("queue_driver", node_id = node.id().0);
