@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/meridian/node.proto",
         "proto/meridian/streams.proto",
+        "proto/meridian/queue.proto",
         "proto/etcd/etcdserver/etcdserverpb/rpc.proto",
         "proto/etcd/mvcc/mvccpb/kv.proto",
         "proto/etcd/auth/authpb/auth.proto",

@@ -9,6 +9,7 @@
 //! - [`http`]: the `/v1/...` JSON routes, health, readiness and metrics;
 //! - [`etcd`]: etcd's `KV`, `Maintenance` and `Cluster` gRPC services;
 //! - [`grpc_streams`]: Meridian's own `meridian.v1.Streams` gRPC service (event streams);
+//! - [`queue_grpc`]: the `meridian.v1.Queues` gRPC service (work queues);
 //! - `keys`: key-range helpers shared by both (etcd's prefix rule);
 //! - `observe`: per-request metrics around every call into the node.
 
@@ -17,6 +18,7 @@ pub mod grpc_streams;
 pub mod http;
 mod keys;
 mod observe;
+pub mod queue_grpc;
 
 pub use keys::prefix_range_end;
 
@@ -34,6 +36,7 @@ use meridian_node::ClientApi;
 pub fn client_router<A: ClientApi>(api: A) -> axum::Router {
     etcd::routes(api.clone())
         .add_service(grpc_streams::server(api.clone()))
+        .add_service(queue_grpc::server(api.clone()))
         .into_axum_router()
         .merge(http::routes(api))
         .fallback(fallback)

@@ -1,4 +1,5 @@
-//! `meridian bench put|get|mixed|publish` (`publish`: see `bench/publish.rs`): throughput and latency percentiles against a running
+//! `meridian bench put|get|mixed|publish|queue` (`publish`: see `bench/publish.rs`, `queue`:
+//! `bench/queue.rs`): throughput and latency percentiles against a running
 //! cluster, over etcd's gRPC `KV` service (the path etcd's own benchmark tool takes, so the
 //! figures compare).
 //!
@@ -8,6 +9,7 @@
 
 mod keys;
 mod publish;
+mod queue;
 mod summary;
 mod worker;
 
@@ -100,6 +102,9 @@ enum BenchOp {
     Mixed,
     /// Stream publishes (see --partitions, --e2e).
     Publish,
+    /// Work queue: --clients producers send --total messages of --value-size bytes while
+    /// consumers receive and ack them (see `bench/queue.rs`).
+    Queue,
 }
 
 impl BenchOp {
@@ -109,12 +114,16 @@ impl BenchOp {
             BenchOp::Get => "get",
             BenchOp::Mixed => "mixed",
             BenchOp::Publish => "publish",
+            BenchOp::Queue => "queue",
         }
     }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     check_args(&args)?;
+    if args.op == BenchOp::Queue {
+        return queue::run(&args).await;
+    }
     let conns = args.conns.unwrap_or(args.clients.min(CONNS_DEFAULT_MAX));
     if args.op == BenchOp::Publish {
         return publish::run(publish::PublishArgs {
@@ -132,7 +141,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let keys = args.keys.unwrap_or(match args.op {
         BenchOp::Put => args.total,
-        BenchOp::Get | BenchOp::Mixed | BenchOp::Publish => READ_KEYS_DEFAULT,
+        BenchOp::Get | BenchOp::Mixed | BenchOp::Publish | BenchOp::Queue => READ_KEYS_DEFAULT,
     });
     check_key_space(keys, args.key_size)?;
     let endpoints = meridian_client::parse_endpoints(&args.endpoints)?;
@@ -168,7 +177,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let workload = match args.op {
         BenchOp::Put => Workload::SequentialPuts,
         BenchOp::Get => Workload::RandomGets,
-        BenchOp::Mixed | BenchOp::Publish => Workload::Mixed {
+        BenchOp::Mixed | BenchOp::Publish | BenchOp::Queue => Workload::Mixed {
             read_ratio: args.read_ratio,
         },
     };

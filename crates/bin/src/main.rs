@@ -9,6 +9,7 @@ mod config;
 mod kv_cmd;
 mod placement_cmd;
 mod playground;
+mod queue_cmd;
 mod server;
 mod status_view;
 mod stream_cmd;
@@ -42,6 +43,8 @@ enum Cmd {
     Placement(placement_cmd::PlacementArgs),
     /// Measure throughput and latency against a running cluster.
     Bench(bench::BenchArgs),
+    /// Durable work queues: send, receive, ack, nack.
+    Queue(queue_cmd::QueueArgs),
     /// Start a 5-node, 3-region cluster on this machine to try Meridian.
     Playground(playground::PlaygroundArgs),
     /// Event streams: create, publish, read, follow, consumer groups.
@@ -92,6 +95,10 @@ fn main() -> std::process::ExitCode {
             Cmd::Bench(a) => {
                 init_tracing("warn");
                 bench::run(a).await
+            }
+            Cmd::Queue(a) => {
+                init_tracing("warn");
+                queue_cmd::run(a).await
             }
             Cmd::Playground(a) => {
                 init_tracing("info");

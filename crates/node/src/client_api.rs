@@ -1,7 +1,10 @@
 //! The interface every client protocol (HTTP, etcd gRPC) is served through.
 
 use crate::placement::PlacementView;
+use crate::queue::QueueInfo;
 use crate::view::{ClusterView, DrainStatus, NodeStatus};
+use meridian_state::QueueSpec;
+use meridian_state::queue::{Delivery, QueueConfig, Receipt, SendMessage, SendOutcome};
 use meridian_state::{
     DeleteRangeRequest, DeleteRangeResponse, PlacementRule, PutRequest, PutResponse, RangeRequest,
     RangeResponse, TxnRequest, TxnResponse,
@@ -298,6 +301,94 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
             )))
         }
     }
+
+    // ---- work queues (see `queue.rs`); the defaults serve none, for test doubles ----
+
+    /// Creates a queue (idempotent for the same configuration); `colocate` puts it in the
+    /// range holding that key.
+    fn queue_create(
+        &self,
+        _name: String,
+        _config: QueueConfig,
+        _colocate: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<QueueSpec, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Deletes a queue and its messages; `Ok(false)` if there was none.
+    fn queue_delete(
+        &self,
+        _name: String,
+    ) -> impl Future<Output = Result<bool, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Every queue in the catalogue.
+    fn queue_list(&self) -> impl Future<Output = Result<Vec<QueueSpec>, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// A queue with its depth and totals.
+    fn queue_info(
+        &self,
+        _name: String,
+    ) -> impl Future<Output = Result<QueueInfo, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Sends a batch, all or nothing, acknowledged once durable on a quorum.
+    fn queue_send(
+        &self,
+        _name: String,
+        _messages: Vec<SendMessage>,
+    ) -> impl Future<Output = Result<Vec<SendOutcome>, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Receives up to `max` messages, waiting up to `wait` for the first.
+    fn queue_receive(
+        &self,
+        _name: String,
+        _max: u32,
+        _wait: Duration,
+        _visibility_timeout_ms: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<Delivery>, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Acks deliveries: per receipt `Ok(true)`, `Ok(false)` (gone already) or `stale_receipt`.
+    fn queue_ack(
+        &self,
+        _name: String,
+        _receipts: Vec<Receipt>,
+    ) -> impl Future<Output = Result<Vec<Result<bool, MeridianError>>, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Gives a delivery up: ready again after `delay_ms`, or dead after its last delivery.
+    fn queue_nack(
+        &self,
+        _name: String,
+        _receipt: Receipt,
+        _delay_ms: u64,
+        _error: String,
+    ) -> impl Future<Output = Result<(), MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+
+    /// Moves a delivery's deadline to now + `timeout_ms`; returns the new deadline.
+    fn queue_extend(
+        &self,
+        _name: String,
+        _receipt: Receipt,
+        _timeout_ms: u64,
+    ) -> impl Future<Output = Result<u64, MeridianError>> + Send {
+        async move { Err(queues_not_served()) }
+    }
+}
+
+fn queues_not_served() -> MeridianError {
+    MeridianError::invalid("work queues are not served here")
 }
 
 #[cfg(test)]

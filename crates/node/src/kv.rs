@@ -636,6 +636,74 @@ impl ClientApi for Node {
     fn metrics_text(&self) -> String {
         self.inner.metrics.encode()
     }
+
+    async fn queue_create(
+        &self,
+        name: String,
+        config: meridian_state::queue::QueueConfig,
+        colocate: Option<Vec<u8>>,
+    ) -> Result<QueueSpec, MeridianError> {
+        self.create_queue(&name, config, colocate.as_deref()).await
+    }
+
+    async fn queue_delete(&self, name: String) -> Result<bool, MeridianError> {
+        self.delete_queue(&name).await
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueueSpec>, MeridianError> {
+        self.map_or_err()?;
+        Ok(self.list_queues())
+    }
+
+    async fn queue_info(&self, name: String) -> Result<crate::QueueInfo, MeridianError> {
+        Node::queue_info(self, &name).await
+    }
+
+    async fn queue_send(
+        &self,
+        name: String,
+        messages: Vec<meridian_state::queue::SendMessage>,
+    ) -> Result<Vec<meridian_state::queue::SendOutcome>, MeridianError> {
+        self.send_messages(&name, messages).await
+    }
+
+    async fn queue_receive(
+        &self,
+        name: String,
+        max: u32,
+        wait: std::time::Duration,
+        visibility_timeout_ms: Option<u64>,
+    ) -> Result<Vec<meridian_state::queue::Delivery>, MeridianError> {
+        self.receive_messages(&name, max, wait, visibility_timeout_ms)
+            .await
+    }
+
+    async fn queue_ack(
+        &self,
+        name: String,
+        receipts: Vec<meridian_state::queue::Receipt>,
+    ) -> Result<Vec<Result<bool, MeridianError>>, MeridianError> {
+        self.ack_messages(&name, receipts).await
+    }
+
+    async fn queue_nack(
+        &self,
+        name: String,
+        receipt: meridian_state::queue::Receipt,
+        delay_ms: u64,
+        error: String,
+    ) -> Result<(), MeridianError> {
+        self.nack_message(&name, receipt, delay_ms, error).await
+    }
+
+    async fn queue_extend(
+        &self,
+        name: String,
+        receipt: meridian_state::queue::Receipt,
+        timeout_ms: u64,
+    ) -> Result<u64, MeridianError> {
+        self.extend_message(&name, receipt, timeout_ms).await
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,16 @@ pub enum GroupOp {
     Advance {
         to: u64,
     },
+    /// A work-queue command; the leader stamps its clock on it. A receive with `wait_ms`
+    /// waits on the leader up to that long for a message (long poll).
+    Queue {
+        cmd: meridian_state::QueueCommand,
+        wait_ms: u64,
+    },
+    /// A queue's depth and totals, read on the leader.
+    QueueStats {
+        queue: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -182,6 +192,8 @@ pub enum GroupReply {
     },
     Lease(crate::lease::LeaseReply),
     Keys(Vec<Vec<u8>>),
+    Queue(meridian_state::QueueResult),
+    QueueStats(meridian_state::queue::QueueStats),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

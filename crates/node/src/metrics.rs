@@ -84,6 +84,8 @@ pub struct Metrics {
     pub leases: Gauge,
     /// Leases this node expired as meta leader.
     pub leases_expired: Counter,
+    /// Work-queue gauges (see `queue_metrics.rs`).
+    pub queue: crate::queue_metrics::QueueMetrics,
 }
 
 impl Metrics {
@@ -223,6 +225,7 @@ impl Metrics {
             "Leases expired by this node as meta leader",
             leases_expired.clone(),
         );
+        let queue = crate::queue_metrics::QueueMetrics::register(&mut registry);
         Self {
             registry,
             streams,
@@ -230,6 +233,7 @@ impl Metrics {
             watch_events,
             leases,
             leases_expired,
+            queue,
             peer_rtt_seconds,
             peer_rtt_p99_seconds,
             peer_probe_failures,

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) leases: crate::lease::LeaseKeeper,
     /// Concurrent stream publishes waiting to share a log entry (see `stream_batch.rs`).
     pub(crate) stream_batcher: crate::stream_batch::StreamBatcher,
+    /// Receive waiters and dead-letter pacing (see `queue.rs`).
+    pub(crate) queues: crate::queue::QueueRuntime,
 }
 
 /// One Meridian node. Cheap to clone.
@@ -148,6 +150,7 @@ impl Node {
                 driver: Default::default(),
                 leases: Default::default(),
                 stream_batcher: Default::default(),
+                queues: Default::default(),
             }),
         };
         if node.cluster_id() != 0 {
@@ -263,6 +266,7 @@ impl Node {
                     node.reconcile().await;
                 }
                 node.observe_groups();
+                node.ensure_queue_driver();
             }
         });
     }

@@ -323,6 +323,8 @@ impl Node {
                 g.read_barrier(true).await?;
                 Ok(GroupReply::Keys(g.read(|s| s.kv.keys_with_lease(lease))))
             }
+            GroupOp::Queue { cmd, wait_ms } => self.queue_local(&g, cmd, wait_ms).await,
+            GroupOp::QueueStats { queue } => self.queue_stats_local(&g, &queue).await,
         }
     }
 

@@ -8,7 +8,8 @@ pub mod node {
     tonic::include_proto!("meridian.node.v1");
 }
 
-/// Meridian's client gRPC services (`meridian.v1`): event streams.
+/// Meridian's own client gRPC services (`meridian.v1`): event streams (`streams.proto`) and
+/// work queues (`queue.proto`).
 pub mod v1 {
     #![allow(clippy::all)]
     tonic::include_proto!("meridian.v1");

@@ -6,6 +6,7 @@ use crate::kv::KvState;
 use crate::kv_types::{KvEntry, KvResult};
 use crate::lease::{LeaseCommand, LeaseTable};
 use crate::meta::{ClusterMap, MetaCommand};
+use crate::queue::{QueueEntry, QueueResult, QueueSet};
 use crate::stream::{StreamEntry, StreamResult, StreamsState};
 use meridian_types::MeridianError;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ pub enum Command {
     /// Stream commands proposed together by a leader's batcher, applied in order, each as if
     /// alone (its own request id, its own result).
     StreamBatch(Vec<StreamEntry>),
+    /// A work-queue command (see [`crate::queue`]).
+    Queue(QueueEntry),
 }
 
 impl fmt::Display for Command {
@@ -48,6 +51,8 @@ impl fmt::Display for Command {
                     MetaCommand::AddSystemRanges { .. } => "add_system_ranges",
                     MetaCommand::CreateStream(_) => "create_stream",
                     MetaCommand::DeleteStream { .. } => "delete_stream",
+                    MetaCommand::CreateQueue(_) => "create_queue",
+                    MetaCommand::DeleteQueue { .. } => "delete_queue",
                 }
             ),
             Command::Stream(e) => write!(
@@ -58,6 +63,7 @@ impl fmt::Display for Command {
             ),
             Command::Lease(l) => write!(f, "lease({l:?})"),
             Command::StreamBatch(v) => write!(f, "stream_batch({})", v.len()),
+            Command::Queue(q) => write!(f, "queue({}, now_ms={})", q.cmd.kind(), q.now_ms),
         }
     }
 }
@@ -73,6 +79,7 @@ pub enum CommandResult {
     StreamBatch(Vec<Result<StreamResult, MeridianError>>),
     /// Entries with no command (Raft's blank and membership entries).
     None,
+    Queue(Result<QueueResult, MeridianError>),
 }
 
 /// Everything a group's state machine holds, pure and serializable (its snapshot).
@@ -89,6 +96,9 @@ pub struct GroupState {
     /// The lease table (used in the meta group only).
     #[serde(default)]
     pub leases: LeaseTable,
+    /// The work queues this range holds.
+    #[serde(default)]
+    pub queues: QueueSet,
 }
 
 impl GroupState {
@@ -110,6 +120,7 @@ impl GroupState {
                 CommandResult::StreamBatch(entries.iter().map(|e| self.apply_stream(e)).collect())
             }
             Command::Lease(l) => CommandResult::Lease(self.leases.apply(l)),
+            Command::Queue(q) => CommandResult::Queue(self.queues.apply(q)),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Layer: state. Pure, deterministic state machines: the MVCC key-value store of a range and the
-//! cluster map of the meta group.
+//! Layer: state. Pure, deterministic state machines: the MVCC key-value store of a range, its
+//! work queues (`queue`), and the cluster map of the meta group.
 //!
 //! Architecture invariant: no tokio, no clock, no randomness, no IO. A state machine is a pure
 //! function of `(state, entry)`: time and revision arrive inside the entry, stamped by the
@@ -16,6 +16,7 @@ pub mod meta_system;
 pub mod placement;
 pub mod placement_check;
 pub mod placement_plan;
+pub mod queue;
 pub mod stream;
 pub mod stream_group;
 
@@ -27,3 +28,4 @@ pub use lease::{LeaseCommand, LeaseRecord, LeaseTable};
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo, StreamSpec, SystemRange};
 pub use placement::{PlacementRule, Survival};
 pub use placement_check::{assign, meets, validate_rule};
+pub use queue::{QueueCommand, QueueEntry, QueueResult, QueueSet, QueueSpec};

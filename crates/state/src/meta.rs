@@ -2,9 +2,13 @@
 
 pub use crate::meta_system::{StreamSpec, SystemRange};
 use crate::placement::{PlacementRule, Survival};
+use crate::queue::QueueSpec;
 use meridian_types::{ClusterId, ErrorCode, MeridianError, NodeId, RangeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Most queues a cluster's catalogue holds.
+pub const QUEUES_MAX: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NodeState {
@@ -81,6 +85,9 @@ pub struct ClusterMap {
     /// Event streams by name.
     #[serde(default)]
     pub streams: BTreeMap<String, StreamSpec>,
+    /// The work queues, by name (their messages live in `QueueSpec::range`).
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueSpec>,
 }
 
 impl ClusterMap {
@@ -235,6 +242,13 @@ pub enum MetaCommand {
     DeleteStream {
         name: String,
     },
+    /// Adds a queue to the catalogue; the same spec again is no change, another spec under
+    /// the same name is `queue_exists`.
+    CreateQueue(QueueSpec),
+    /// Removes a queue from the catalogue (none is not an error).
+    DeleteQueue {
+        name: String,
+    },
 }
 
 impl ClusterMap {
@@ -281,6 +295,8 @@ impl ClusterMap {
             | MetaCommand::AddSystemRanges { .. }
             | MetaCommand::CreateStream(_)
             | MetaCommand::DeleteStream { .. }
+            | MetaCommand::CreateQueue(_)
+            | MetaCommand::DeleteQueue { .. }
                 if !self.is_initialized() =>
             {
                 // `Init` replaces the whole map: a change applied before it would be lost.
@@ -356,8 +372,60 @@ impl ClusterMap {
             MetaCommand::AddSystemRanges { ranges } => self.add_system_ranges(ranges)?,
             MetaCommand::CreateStream(spec) => self.create_stream(spec)?,
             MetaCommand::DeleteStream { name } => self.delete_stream(name),
+            MetaCommand::CreateQueue(spec) => self.create_queue(spec)?,
+            MetaCommand::DeleteQueue { name } => self.delete_queue(name),
         }
         Ok(())
+    }
+
+    fn create_queue(&mut self, spec: &QueueSpec) -> Result<(), MeridianError> {
+        crate::queue::validate_queue_name(&spec.name)?;
+        spec.config.validate()?;
+        match self.queues.get(&spec.name) {
+            Some(s) if s == spec => return Ok(()),
+            Some(_) => {
+                return Err(MeridianError::new(
+                    ErrorCode::QueueExists,
+                    format!(
+                        "a queue named {:?} exists with another configuration",
+                        spec.name
+                    ),
+                ));
+            }
+            None => {}
+        }
+        if self.queues.len() >= QUEUES_MAX {
+            return Err(MeridianError::invalid(format!(
+                "a cluster holds at most {QUEUES_MAX} queues"
+            )));
+        }
+        if let Some(sys) = self
+            .ranges
+            .get_mut(&spec.range)
+            .and_then(|r| r.system.as_mut())
+        {
+            sys.label = format!("queue {}", spec.name);
+        }
+        self.queues.insert(spec.name.clone(), spec.clone());
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Removes a queue, and the system range it had to itself (none is not an error).
+    fn delete_queue(&mut self, name: &str) {
+        let Some(spec) = self.queues.remove(name) else {
+            return;
+        };
+        let label = format!("queue {name}");
+        let owned = self
+            .ranges
+            .get(&spec.range)
+            .and_then(|r| r.system.as_ref())
+            .is_some_and(|s| s.label == label);
+        if owned {
+            self.ranges.remove(&spec.range);
+        }
+        self.version += 1;
     }
 }
 

@@ -36,6 +36,15 @@ pub enum ErrorCode {
     StreamNotFound,
     /// A lease that does not exist (never granted, expired or revoked).
     LeaseNotFound,
+    /// No queue of that name (work queues).
+    QueueNotFound,
+    /// A queue of that name exists with another configuration.
+    QueueExists,
+    /// A receipt whose delivery is over: its visibility timeout passed, or the message was
+    /// delivered again since.
+    StaleReceipt,
+    /// A queue holds as many messages as it may.
+    QueueFull,
 }
 
 impl ErrorCode {
@@ -66,6 +75,10 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::StreamNotFound => "stream_not_found",
             ErrorCode::LeaseNotFound => "lease_not_found",
+            ErrorCode::QueueNotFound => "queue_not_found",
+            ErrorCode::QueueExists => "queue_exists",
+            ErrorCode::StaleReceipt => "stale_receipt",
+            ErrorCode::QueueFull => "queue_full",
         }
     }
 

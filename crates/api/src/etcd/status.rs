@@ -40,6 +40,10 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::Corruption | ErrorCode::Internal => Code::Internal,
         ErrorCode::StreamNotFound => Code::NotFound,
         ErrorCode::LeaseNotFound => Code::NotFound,
+        ErrorCode::QueueNotFound => Code::NotFound,
+        ErrorCode::QueueExists => Code::AlreadyExists,
+        ErrorCode::StaleReceipt => Code::FailedPrecondition,
+        ErrorCode::QueueFull => Code::ResourceExhausted,
     }
 }
 

@@ -45,6 +45,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Corruption | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::StreamNotFound => StatusCode::NOT_FOUND,
         ErrorCode::LeaseNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::QueueNotFound => StatusCode::NOT_FOUND,
+        ErrorCode::QueueExists | ErrorCode::StaleReceipt => StatusCode::CONFLICT,
+        ErrorCode::QueueFull => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -129,6 +132,10 @@ mod tests {
             (ErrorCode::TooStale, 503),
             (ErrorCode::Corruption, 500),
             (ErrorCode::Internal, 500),
+            (ErrorCode::QueueNotFound, 404),
+            (ErrorCode::QueueExists, 409),
+            (ErrorCode::StaleReceipt, 409),
+            (ErrorCode::QueueFull, 429),
         ];
         for (code, status) in table {
             assert_eq!(status_of(code).as_u16(), status, "{code}");

@@ -16,6 +16,7 @@
 //! | `GET /v1/watch?key=` or `?prefix=` | a watch as server-sent events (`from_revision`, `prev_kv`, `progress_ms`; [`watch`]) |
 //! | `/v1/leases...` | grant, list, time-to-live, keep-alive, revoke ([`lease`]) |
 //! | `GET /healthz`, `/readyz`, `/metrics` | liveness, readiness, OpenMetrics text |
+//! | `/v1/queues/...` | work queues ([`queue`]) |
 //!
 //! Keys in paths and query strings are UTF-8; `?encoding=base64` reads them as base64 instead.
 //! Every error is `{"error":{"code":"...","message":"..."}}` ([`error`]).
@@ -25,6 +26,7 @@ pub mod json;
 pub mod kv;
 pub mod lease;
 pub mod placement;
+pub mod queue;
 pub mod request_id;
 pub mod streams;
 pub mod txn;
@@ -121,6 +123,7 @@ pub fn routes<A: ClientApi>(api: A) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<A>))
         .route("/metrics", get(metrics::<A>))
+        .merge(queue::routes::<A>())
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(api)
 }
