@@ -11,6 +11,7 @@
 mod children;
 mod node_process;
 mod saved;
+mod seed;
 
 use anyhow::{Context, bail};
 use children::Children;
@@ -123,6 +124,15 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
         None => {
             stop(&mut children).await;
             return Ok(());
+        }
+    }
+    if let Some(addr) = children.nodes().first().map(|n| n.addr.clone()) {
+        let fresh = !dir.join(seed::SEEDED_MARK).exists();
+        match seed::seed(&addr, fresh).await {
+            Ok(()) => {
+                let _ = std::fs::write(dir.join(seed::SEEDED_MARK), b"");
+            }
+            Err(e) => eprintln!("could not create the demo stream and queue: {e:#}"),
         }
     }
     print_banner(&children, &dir, args.data_dir.is_none(), &wan);
@@ -334,6 +344,21 @@ fn print_banner(children: &Children, dir: &Path, temporary: bool, wan: &WanTable
     s.push_str(&format!("  etcdctl --endpoints={addr} get greeting\n"));
     s.push_str(&format!("  meridian cluster status --endpoints {addr}\n"));
     s.push_str(&format!("  meridian cluster latency --endpoints {addr}\n"));
+    s.push_str(&format!(
+        "  meridian stream read {} --partition 0 --endpoints {addr}   (also 1, 2)\n",
+        seed::DEMO_STREAM
+    ));
+    s.push_str(&format!(
+        "  meridian stream publish {} 'order 7 shipped' --key order-7 --endpoints {addr}\n",
+        seed::DEMO_STREAM
+    ));
+    s.push_str(&format!(
+        "  meridian queue receive {} --wait 5s --endpoints {addr}   (then queue ack)\n",
+        seed::DEMO_QUEUE
+    ));
+    s.push_str(&format!(
+        "  curl -N 'http://{addr}/v1/watch?prefix=greet'   (and put a key in another shell)\n"
+    ));
     s.push_str("\nPress Ctrl-C to stop.\n");
     print!("{s}");
 }
