@@ -3,7 +3,8 @@
 //! between two `etcdctl` processes, fencing tokens that grow) and `elect`; and the HTTP side:
 //! `/v1/watch` as server-sent events and `/v1/leases`.
 //!
-//! Skipped, with the reason printed, when `etcdctl` is not installed.
+//! Skipped, with the reason printed, when `etcdctl` is not installed (a failure instead when
+//! `MERIDIAN_REQUIRE_ETCDCTL` is set, as CI does).
 
 use meridian_tests::process::ServerProcess;
 use serde_json::Value;
@@ -18,6 +19,10 @@ fn etcdctl_present() -> bool {
     match Command::new("etcdctl").arg("version").output() {
         Ok(o) if o.status.success() => true,
         _ => {
+            assert!(
+                std::env::var_os("MERIDIAN_REQUIRE_ETCDCTL").is_none(),
+                "MERIDIAN_REQUIRE_ETCDCTL is set but etcdctl does not run"
+            );
             eprintln!(
                 "SKIPPED: etcdctl is not installed (Debian package etcd-client); the etcdctl \
                  watch/lease/lock/elect tests need it"

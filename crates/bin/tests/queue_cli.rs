@@ -1,6 +1,7 @@
 //! Black-box: three real servers; a work queue with a dead-letter queue created, fed, drained,
 //! nacked and dead-lettered with `meridian queue`, and the HTTP routes checked with plain
-//! JSON (as curl would send it).
+//! JSON (as curl would send it), and a `/v1/txn` writing a key, a stream message and a queue
+//! message together.
 
 use meridian_tests::process::ServerProcess;
 use serde_json::Value;
@@ -174,6 +175,47 @@ fn queues_from_the_command_line_and_http() {
         (s, v["error"]["code"].as_str()),
         (400, Some("invalid_argument"))
     );
+
+    // One transaction across a key, a stream and a queue colocated with it (the outbox).
+    let (s, v) = http(
+        "POST",
+        "/v1/streams",
+        r#"{"name":"orders","colocate":"order/"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = http("PUT", "/v1/queues/ship", r#"{"colocate":"order/"}"#);
+    assert_eq!(s, 200, "{v}");
+    let txn = r#"{"compare":[{"key":"order/7","target":"version","op":"=","value":0}],
+        "success":[{"put":{"key":"order/7","value":"paid"}},
+                   {"publish":{"stream":"orders","key":"order/7","value":"order 7 paid"}},
+                   {"send":{"queue":"ship","body":"ship order 7"}}],
+        "failure":[{"get":{"key":"order/7"}}]}"#;
+    let (s, v) = http("POST", "/v1/txn", txn);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["succeeded"], true, "{v}");
+    let r = &v["responses"];
+    assert!(r[0]["put"]["revision"].as_u64().is_some(), "{v}");
+    assert_eq!(r[1]["publish"]["offset"], 0, "{v}");
+    assert_eq!(r[2]["send"]["queue"], "ship", "{v}");
+    let (s, v) = http("POST", "/v1/txn", txn);
+    assert_eq!((s, &v["succeeded"]), (200, &Value::Bool(false)), "{v}");
+    let (s, v) = http("GET", "/v1/streams/orders/partitions/0/messages", "");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["messages"][0]["value"], "order 7 paid");
+    let (s, v) = http("POST", "/v1/queues/ship/receive?max=10&wait_ms=1000", "");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["messages"][0]["body"], "ship order 7", "{v}");
+    // A queue in its own range cannot join: nothing is written.
+    let (s, v) = http(
+        "POST",
+        "/v1/txn",
+        r#"{"success":[{"put":{"key":"order/8","value":"x"}},{"send":{"queue":"jobs","body":"x"}}]}"#,
+    );
+    assert_eq!(v["error"]["code"], "cross_range_txn", "{s} {v}");
+    let (s, _) = http("GET", "/v1/kv/order/8", "");
+    assert_eq!(s, 404);
+
     assert!(ok(&q(&["delete", "jobs"])).contains("deleted queue jobs"));
 
     // The gRPC service on the same port.

@@ -167,6 +167,21 @@ pub trait ClientApi: Clone + Send + Sync + 'static {
         opts: WriteOptions,
     ) -> impl Future<Output = Result<TxnResponse, MeridianError>> + Send;
 
+    /// A transaction that also publishes to stream partitions and sends to queues of the same
+    /// range, all or nothing (`cross_range_txn` when they are not all in one range).
+    fn txn_with_messages(
+        &self,
+        _req: crate::outbox::OutboxRequest,
+        _opts: WriteOptions,
+    ) -> impl Future<Output = Result<meridian_state::outbox::OutboxResponse, MeridianError>> + Send
+    {
+        async move {
+            Err(MeridianError::invalid(
+                "transactions with messages are not served here",
+            ))
+        }
+    }
+
     /// Compacts every range below `revision`. Returns the revision compacted at.
     fn compact(&self, revision: u64) -> impl Future<Output = Result<u64, MeridianError>> + Send;
 

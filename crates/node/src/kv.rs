@@ -113,8 +113,47 @@ impl Node {
             })
     }
 
+    /// Checks a transaction's shape and sizes; `extra_ops` more operations (messages) ride
+    /// with it and count against the same limit.
+    pub(crate) fn check_txn(
+        &self,
+        req: &TxnRequest,
+        extra_ops: usize,
+    ) -> Result<(), MeridianError> {
+        let n_ops = req.compare.len() + req.success.len() + req.failure.len() + extra_ops;
+        let max = self.limits_ref().txn_ops_max;
+        if n_ops > max {
+            return Err(MeridianError::new(
+                ErrorCode::TooManyTxnOps,
+                format!("transaction of {n_ops} operations is over the limit of {max}"),
+            ));
+        }
+        for c in &req.compare {
+            self.check_key_size(&c.key)?;
+            if let CompareTarget::Value(v) = &c.target {
+                self.check_value(v)?;
+            }
+        }
+        for op in req.success.iter().chain(req.failure.iter()) {
+            self.check_op(op)?;
+        }
+        Ok(())
+    }
+
     /// The one range every key of a transaction lives in.
     fn txn_range(&self, req: &TxnRequest) -> Result<RangeId, MeridianError> {
+        let map = self.map_or_err()?;
+        // A transaction with no keys at all runs on the first range.
+        self.txn_keys_range(req)?
+            .or_else(|| map.ranges.keys().next().copied())
+            .ok_or_else(|| MeridianError::invalid("no range"))
+    }
+
+    /// The one range every key of a transaction lives in, `None` if it names no key.
+    pub(crate) fn txn_keys_range(
+        &self,
+        req: &TxnRequest,
+    ) -> Result<Option<RangeId>, MeridianError> {
         let map = self.map_or_err()?;
         let mut spans: Vec<(&[u8], &[u8])> = Vec::new();
         for c in &req.compare {
@@ -146,10 +185,7 @@ impl Node {
                 }
             }
         }
-        // A transaction with no keys at all runs on the first range.
-        found
-            .or_else(|| map.ranges.keys().next().copied())
-            .ok_or_else(|| MeridianError::invalid("no range"))
+        Ok(found)
     }
 
     async fn run_txn(
@@ -422,27 +458,19 @@ impl ClientApi for Node {
     }
 
     async fn txn(&self, req: TxnRequest, opts: WriteOptions) -> Result<TxnResponse, MeridianError> {
-        let n_ops = req.compare.len() + req.success.len() + req.failure.len();
-        let max = self.limits_ref().txn_ops_max;
-        if n_ops > max {
-            return Err(MeridianError::new(
-                ErrorCode::TooManyTxnOps,
-                format!("transaction of {n_ops} operations is over the limit of {max}"),
-            ));
-        }
-        for c in &req.compare {
-            self.check_key_size(&c.key)?;
-            if let CompareTarget::Value(v) = &c.target {
-                self.check_value(v)?;
-            }
-        }
-        for op in req.success.iter().chain(req.failure.iter()) {
-            self.check_op(op)?;
-        }
+        self.check_txn(&req, 0)?;
         let range = self.txn_range(&req)?;
         self.check_leases(&req.success).await?;
         self.check_leases(&req.failure).await?;
         self.run_txn(range, req, opts).await
+    }
+
+    async fn txn_with_messages(
+        &self,
+        req: crate::outbox::OutboxRequest,
+        opts: WriteOptions,
+    ) -> Result<meridian_state::outbox::OutboxResponse, MeridianError> {
+        self.outbox_txn(req, opts).await
     }
 
     async fn compact(&self, revision: u64) -> Result<u64, MeridianError> {

@@ -15,6 +15,7 @@ pub mod lease;
 pub mod messages;
 mod metrics;
 mod node;
+pub mod outbox;
 mod placement;
 pub mod placement_driver;
 pub mod probe;

@@ -133,6 +133,12 @@ pub enum GroupOp {
     QueueStats {
         queue: String,
     },
+    /// A transaction with messages to partitions and queues of the same range.
+    Outbox {
+        txn: meridian_state::outbox::OutboxTxn,
+        request_id: RequestId,
+        seen_revision: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -193,6 +199,7 @@ pub enum GroupReply {
     Lease(crate::lease::LeaseReply),
     Keys(Vec<Vec<u8>>),
     Queue(meridian_state::QueueResult),
+    Outbox(meridian_state::outbox::OutboxResponse),
     QueueStats(meridian_state::queue::QueueStats),
 }
 

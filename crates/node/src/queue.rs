@@ -199,14 +199,21 @@ impl Node {
         )
         .await?;
         self.await_map(|m| !m.queues.contains_key(name)).await?;
-        self.queue_command(
-            spec.range,
-            QueueCommand::Delete {
-                name: name.to_string(),
-            },
-            0,
-        )
-        .await?;
+        // A queue in its own system range went with the range; a colocated one lives on in its
+        // key-value range: drop it there.
+        if self
+            .map_arc()
+            .is_some_and(|m| m.ranges.contains_key(&spec.range))
+        {
+            self.queue_command(
+                spec.range,
+                QueueCommand::Delete {
+                    name: name.to_string(),
+                },
+                0,
+            )
+            .await?;
+        }
         Ok(true)
     }
 

@@ -324,6 +324,14 @@ impl Node {
                 Ok(GroupReply::Keys(g.read(|s| s.kv.keys_with_lease(lease))))
             }
             GroupOp::Queue { cmd, wait_ms } => self.queue_local(&g, cmd, wait_ms).await,
+            GroupOp::Outbox {
+                txn,
+                request_id,
+                seen_revision,
+            } => {
+                self.outbox_local(&g, group, txn, request_id, seen_revision)
+                    .await
+            }
             GroupOp::QueueStats { queue } => self.queue_stats_local(&g, &queue).await,
         }
     }

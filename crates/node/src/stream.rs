@@ -201,6 +201,7 @@ impl Streams {
                 req.name
             )));
         }
+        self.node.ensure_meta_holds_map().await?;
         let ranges = self
             .node
             .allocate_object_ranges_placed(
@@ -382,7 +383,7 @@ impl Streams {
         Ok(all.into_iter().map(|(_, p)| p).collect())
     }
 
-    fn check_messages(&self, messages: &[NewMessage]) -> Result<(), MeridianError> {
+    pub(crate) fn check_messages(&self, messages: &[NewMessage]) -> Result<(), MeridianError> {
         let limits = &self.node.inner.cfg.limits;
         if messages.is_empty() || messages.len() > PUBLISH_BATCH_MAX {
             return Err(MeridianError::invalid(format!(

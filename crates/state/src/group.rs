@@ -6,6 +6,7 @@ use crate::kv::KvState;
 use crate::kv_types::{KvEntry, KvResult};
 use crate::lease::{LeaseCommand, LeaseTable};
 use crate::meta::{ClusterMap, MetaCommand};
+use crate::outbox::{OutboxEntry, OutboxResponse};
 use crate::queue::{QueueEntry, QueueResult, QueueSet};
 use crate::stream::{StreamEntry, StreamResult, StreamsState};
 use meridian_types::MeridianError;
@@ -26,6 +27,9 @@ pub enum Command {
     StreamBatch(Vec<StreamEntry>),
     /// A work-queue command (see [`crate::queue`]).
     Queue(QueueEntry),
+    /// A key-value transaction that also publishes or sends messages held by this range, all
+    /// or nothing (see [`crate::outbox`]).
+    Outbox(OutboxEntry),
 }
 
 impl fmt::Display for Command {
@@ -64,6 +68,13 @@ impl fmt::Display for Command {
             Command::Lease(l) => write!(f, "lease({l:?})"),
             Command::StreamBatch(v) => write!(f, "stream_batch({})", v.len()),
             Command::Queue(q) => write!(f, "queue({}, now_ms={})", q.cmd.kind(), q.now_ms),
+            Command::Outbox(e) => write!(
+                f,
+                "outbox(hlc={}, messages={}, request_id={:?})",
+                e.hlc,
+                e.txn.success.len() + e.txn.failure.len(),
+                e.request_id.map(|r| r.0)
+            ),
         }
     }
 }
@@ -80,6 +91,7 @@ pub enum CommandResult {
     /// Entries with no command (Raft's blank and membership entries).
     None,
     Queue(Result<QueueResult, MeridianError>),
+    Outbox(Result<OutboxResponse, MeridianError>),
 }
 
 /// Everything a group's state machine holds, pure and serializable (its snapshot).
@@ -99,6 +111,8 @@ pub struct GroupState {
     /// The work queues this range holds.
     #[serde(default)]
     pub queues: QueueSet,
+    #[serde(default)]
+    pub(crate) outbox_dedup: DedupTable<Result<OutboxResponse, MeridianError>>,
 }
 
 impl GroupState {
@@ -121,6 +135,17 @@ impl GroupState {
             }
             Command::Lease(l) => CommandResult::Lease(self.leases.apply(l)),
             Command::Queue(q) => CommandResult::Queue(self.queues.apply(q)),
+            Command::Outbox(e) => {
+                if let Some(done) = e.request_id.and_then(|id| self.outbox_dedup.get(id)) {
+                    return CommandResult::Outbox(done.clone());
+                }
+                let result =
+                    crate::outbox::apply(&mut self.kv, &mut self.streams, &mut self.queues, e);
+                if let Some(id) = e.request_id {
+                    self.outbox_dedup.insert(id, result.clone());
+                }
+                CommandResult::Outbox(result)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ pub mod kv_types;
 pub mod lease;
 pub mod meta;
 pub mod meta_system;
+pub mod outbox;
 pub mod placement;
 pub mod placement_check;
 pub mod placement_plan;

@@ -88,6 +88,20 @@ impl QueueSet {
             .collect()
     }
 
+    /// Whether sending `batch` to `queue` would succeed with `queued_before` more messages
+    /// already in it (earlier sends of the same transaction).
+    pub fn check_send(
+        &self,
+        queue: &str,
+        queued_before: usize,
+        batch: &[SendMessage],
+    ) -> Result<(), MeridianError> {
+        self.queues
+            .get(queue)
+            .ok_or_else(|| queue_not_found(queue))?
+            .check_send(queued_before, batch)
+    }
+
     /// Applies one entry. See the module docs for time; an error may still have let time pass.
     pub fn apply(&mut self, entry: &QueueEntry) -> Result<QueueResult, MeridianError> {
         let now = self.clock_ms.max(entry.now_ms);

@@ -7,6 +7,15 @@
 //! ```
 //!
 //! Every object with keys or values may say `"encoding":"base64"`.
+//!
+//! A branch may also write messages, in the same range as the keys (a stream or queue created
+//! with `colocate` set to one of them), all or nothing with the keys (the outbox pattern):
+//!
+//! ```json
+//! {"success": [{"put": {"key": "order/7", "value": "paid"}},
+//!              {"publish": {"stream": "orders", "key": "order/7", "value": "paid"}},
+//!              {"send": {"queue": "ship", "body": "order 7"}}]}
+//! ```
 
 use super::error::{HttpError, body_error};
 use super::json::{Encoding, KvJson, parse_body};
@@ -18,13 +27,18 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
+use meridian_node::outbox::{OutboxMessage, OutboxRequest};
 use meridian_node::{ClientApi, WriteOptions};
+use meridian_state::outbox::MessageOpResult;
+use meridian_state::queue::SendMessage;
+use meridian_state::stream::NewMessage;
 use meridian_state::{
     Compare, CompareOp, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
     ResponseOp, TxnRequest, TxnResponse,
 };
 use meridian_types::MeridianError;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -81,6 +95,45 @@ pub enum OpJson {
     Get(GetOpJson),
     Put(PutOpJson),
     Delete(DeleteOpJson),
+    /// A message to a stream partition of the transaction's range.
+    Publish(PublishOpJson),
+    /// A message to a queue of the transaction's range.
+    Send(SendOpJson),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishOpJson {
+    pub stream: String,
+    /// The partition; else the key's partition; else partition 0.
+    #[serde(default)]
+    pub partition: Option<u32>,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub value: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dedup_id: Option<String>,
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendOpJson {
+    pub queue: String,
+    pub body: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub dedup_id: Option<String>,
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    #[serde(default)]
+    pub encoding: Encoding,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +196,17 @@ pub enum ResponseOpJson {
     Delete {
         deleted: u64,
         prev_kvs: Vec<KvJson>,
+    },
+    Publish {
+        stream: String,
+        partition: u32,
+        offset: u64,
+        duplicate: bool,
+    },
+    Send {
+        queue: String,
+        id: u64,
+        duplicate: bool,
     },
 }
 
@@ -211,9 +275,40 @@ impl CompareJson {
     }
 }
 
+/// One op of a branch: a key-value op or a message.
+enum BranchOp {
+    Kv(RequestOp),
+    Message(OutboxMessage),
+}
+
 impl OpJson {
-    fn into_request(self) -> Result<RequestOp, MeridianError> {
-        Ok(match self {
+    fn into_op(self) -> Result<BranchOp, MeridianError> {
+        Ok(BranchOp::Kv(match self {
+            OpJson::Publish(p) => {
+                let enc = p.encoding;
+                return Ok(BranchOp::Message(OutboxMessage::Publish {
+                    stream: p.stream,
+                    partition: p.partition,
+                    message: NewMessage {
+                        key: p.key.map(|k| enc.decode("key", &k)).transpose()?,
+                        payload: enc.decode("value", &p.value)?,
+                        headers: p.headers.into_iter().collect(),
+                        dedup_id: p.dedup_id,
+                    },
+                }));
+            }
+            OpJson::Send(m) => {
+                return Ok(BranchOp::Message(OutboxMessage::Send {
+                    queue: m.queue,
+                    message: SendMessage {
+                        body: m.encoding.decode("body", &m.body)?,
+                        attributes: m.attributes,
+                        group: m.group,
+                        dedup_id: m.dedup_id,
+                        delay_ms: m.delay_ms,
+                    },
+                }));
+            }
             OpJson::Get(g) => {
                 let (key, range_end) = key_range(g.encoding, &g.key, g.prefix)?;
                 RequestOp::Range(RangeRequest {
@@ -240,26 +335,70 @@ impl OpJson {
                     prev_kv: d.prev_kv,
                 })
             }
-        })
+        }))
+    }
+}
+
+/// A branch split into its key-value ops and its messages, remembering their order.
+#[derive(Debug, Default)]
+struct Branch {
+    kv: Vec<RequestOp>,
+    messages: Vec<OutboxMessage>,
+    /// For each op in the request's order: whether it is a message.
+    is_message: Vec<bool>,
+}
+
+impl Branch {
+    fn new(ops: Vec<OpJson>) -> Result<Self, MeridianError> {
+        let mut b = Branch::default();
+        for op in ops {
+            match op.into_op()? {
+                BranchOp::Kv(r) => {
+                    b.kv.push(r);
+                    b.is_message.push(false);
+                }
+                BranchOp::Message(m) => {
+                    b.messages.push(m);
+                    b.is_message.push(true);
+                }
+            }
+        }
+        Ok(b)
+    }
+}
+
+/// A parsed transaction: the key-value part and the messages of each branch.
+#[derive(Debug)]
+pub struct ParsedTxn {
+    pub txn: TxnRequest,
+    success: Branch,
+    failure: Branch,
+}
+
+impl ParsedTxn {
+    fn has_messages(&self) -> bool {
+        !self.success.messages.is_empty() || !self.failure.messages.is_empty()
     }
 }
 
 impl TxnJson {
     /// The transaction this JSON describes.
-    pub fn into_request(self) -> Result<TxnRequest, MeridianError> {
-        let ops = |ops: Vec<OpJson>| {
-            ops.into_iter()
-                .map(OpJson::into_request)
-                .collect::<Result<Vec<_>, _>>()
-        };
-        Ok(TxnRequest {
-            compare: self
-                .compare
-                .into_iter()
-                .map(CompareJson::into_compare)
-                .collect::<Result<_, _>>()?,
-            success: ops(self.success)?,
-            failure: ops(self.failure)?,
+    pub fn into_request(self) -> Result<ParsedTxn, MeridianError> {
+        let compare = self
+            .compare
+            .into_iter()
+            .map(CompareJson::into_compare)
+            .collect::<Result<_, _>>()?;
+        let mut success = Branch::new(self.success)?;
+        let mut failure = Branch::new(self.failure)?;
+        Ok(ParsedTxn {
+            txn: TxnRequest {
+                compare,
+                success: std::mem::take(&mut success.kv),
+                failure: std::mem::take(&mut failure.kv),
+            },
+            success,
+            failure,
         })
     }
 }
@@ -302,6 +441,33 @@ impl TxnResultJson {
             revision: resp.revision,
         }
     }
+
+    /// Puts the messages' answers among the key-value ones, in the order the branch asked.
+    fn with_messages(mut self, messages: &[MessageOpResult], is_message: &[bool]) -> Self {
+        let mut kv = std::mem::take(&mut self.responses).into_iter();
+        let mut msgs = messages.iter().map(|m| match m {
+            MessageOpResult::Published {
+                stream,
+                partition,
+                acks,
+            } => ResponseOpJson::Publish {
+                stream: stream.clone(),
+                partition: *partition,
+                offset: acks.first().map_or(0, |a| a.offset),
+                duplicate: acks.first().is_some_and(|a| a.duplicate),
+            },
+            MessageOpResult::Sent { queue, outcomes } => ResponseOpJson::Send {
+                queue: queue.clone(),
+                id: outcomes.first().map_or(0, |o| o.id.0),
+                duplicate: outcomes.first().is_some_and(|o| o.duplicate),
+            },
+        });
+        for &m in is_message {
+            let next = if m { msgs.next() } else { kv.next() };
+            self.responses.extend(next);
+        }
+        self
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,19 +488,45 @@ pub async fn txn<A: ClientApi>(
             .map_err(super::error::query_error)?
             .0;
         let body = body.map_err(|r| body_error(r, api.limits().request_bytes_max))?;
-        let req = parse_body::<TxnJson>(&body)?.into_request()?;
+        let parsed = parse_body::<TxnJson>(&body)?.into_request()?;
         let opts = WriteOptions {
             request_id: request_id(&headers, q.request_id.as_deref())?,
         };
-        let (success_keys_only, failure_keys_only) =
-            (keys_only_of(&req.success), keys_only_of(&req.failure));
-        let resp = api.txn(req, opts).await?;
-        let keys_only = if resp.succeeded {
-            success_keys_only
-        } else {
-            failure_keys_only
+        let (success_keys_only, failure_keys_only) = (
+            keys_only_of(&parsed.txn.success),
+            keys_only_of(&parsed.txn.failure),
+        );
+        let keys_only = |succeeded: bool| {
+            if succeeded {
+                success_keys_only
+            } else {
+                failure_keys_only
+            }
         };
-        Ok(TxnResultJson::new(&resp, &keys_only))
+        if !parsed.has_messages() {
+            let resp = api.txn(parsed.txn, opts).await?;
+            return Ok(TxnResultJson::new(&resp, &keys_only(resp.succeeded)));
+        }
+        let ParsedTxn {
+            txn,
+            success,
+            failure,
+        } = parsed;
+        let req = OutboxRequest {
+            txn,
+            success: success.messages,
+            failure: failure.messages,
+        };
+        let resp = api.txn_with_messages(req, opts).await?;
+        let order = if resp.txn.succeeded {
+            success.is_message
+        } else {
+            failure.is_message
+        };
+        Ok(
+            TxnResultJson::new(&resp.txn, &keys_only(resp.txn.succeeded))
+                .with_messages(&resp.messages, &order),
+        )
     })
     .await?;
     Ok(Json(res))
@@ -345,7 +537,41 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<TxnRequest, MeridianError> {
-        parse_body::<TxnJson>(json.as_bytes())?.into_request()
+        Ok(parse_body::<TxnJson>(json.as_bytes())?.into_request()?.txn)
+    }
+
+    #[test]
+    fn messages_split_from_keys_in_order() {
+        let p = parse_body::<TxnJson>(
+            br#"{"success":[{"publish":{"stream":"s","key":"k","value":"v"}},
+                            {"put":{"key":"a","value":"b"}},
+                            {"send":{"queue":"q","body":"/w==","encoding":"base64"}}]}"#,
+        )
+        .unwrap()
+        .into_request()
+        .unwrap();
+        assert_eq!(p.txn.success.len(), 1);
+        assert!(p.has_messages());
+        assert_eq!(p.success.is_message, vec![true, false, true]);
+        assert!(matches!(&p.success.messages[0],
+            OutboxMessage::Publish { stream, partition: None, message }
+                if stream == "s" && message.key.as_deref() == Some(&b"k"[..])));
+        assert!(matches!(&p.success.messages[1],
+            OutboxMessage::Send { queue, message } if queue == "q" && message.body == [0xff]));
+        for bad in [
+            r#"{"success":[{"publish":{"stream":"s"}}]}"#,
+            r#"{"success":[{"send":{"body":"x"}}]}"#,
+            r#"{"success":[{"send":{"queue":"q","body":"x","colour":1}}]}"#,
+        ] {
+            let err = parse_body::<TxnJson>(bad.as_bytes())
+                .and_then(TxnJson::into_request)
+                .expect_err(bad);
+            assert_eq!(
+                err.code,
+                meridian_types::ErrorCode::InvalidArgument,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl KvState {
 
     /// etcd's compare: with a `range_end`, every live key of the range must satisfy it; a
     /// range with no live key is compared as one missing key.
-    fn compare_holds(&self, c: &Compare) -> bool {
+    pub(crate) fn compare_holds(&self, c: &Compare) -> bool {
         let mut live = self
             .scan(&c.key, &c.range_end)
             .filter_map(|(_, h)| h.latest_live())

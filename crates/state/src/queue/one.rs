@@ -157,13 +157,13 @@ impl Queue {
         (expired, died)
     }
 
-    /// Queues a batch, all or nothing.
-    pub(crate) fn send(
-        &mut self,
-        now: u64,
-        next_id: &mut u64,
+    /// Whether [`Queue::send`] of `batch` would succeed with `queued_before` more messages
+    /// already queued (earlier sends of the same transaction).
+    pub(crate) fn check_send(
+        &self,
+        queued_before: usize,
         batch: &[SendMessage],
-    ) -> Result<Vec<SendOutcome>, MeridianError> {
+    ) -> Result<(), MeridianError> {
         if batch.is_empty() || batch.len() > SEND_BATCH_MAX {
             return Err(MeridianError::invalid(format!(
                 "a send carries 1 to {SEND_BATCH_MAX} messages"
@@ -172,12 +172,23 @@ impl Queue {
         for m in batch {
             m.validate()?;
         }
-        if self.messages.len() + batch.len() > QUEUE_MESSAGES_MAX {
+        if self.messages.len() + queued_before + batch.len() > QUEUE_MESSAGES_MAX {
             return Err(MeridianError::new(
                 ErrorCode::QueueFull,
                 format!("the queue holds {QUEUE_MESSAGES_MAX} messages; ack or delete some"),
             ));
         }
+        Ok(())
+    }
+
+    /// Queues a batch, all or nothing.
+    pub(crate) fn send(
+        &mut self,
+        now: u64,
+        next_id: &mut u64,
+        batch: &[SendMessage],
+    ) -> Result<Vec<SendOutcome>, MeridianError> {
+        self.check_send(0, batch)?;
         let mut out = Vec::with_capacity(batch.len());
         for m in batch {
             if let Some((id, _)) = m.dedup_id.as_ref().and_then(|d| self.dedup.get(d)) {
