@@ -43,6 +43,16 @@ done
 MEPS=${MEPS#,}
 "$BIN" cluster init --endpoints "$MEPS" --ranges 1
 sleep 2
+# etcd's `--target-leader` asks Maintenance.Status for the leader, which on Meridian is the meta
+# group's; keep the key range's leader on that node too (a placement rule's home region: node i
+# is in region r<i>), so neither side pays a forwarding hop.
+M1=${MEPS%%,*}
+leader_of() { curl -s "http://$M1/v1/cluster" | python3 -c "import json,sys; v=json.load(sys.stdin); print(next(r['leader'] for r in v['ranges'] if r['id']==$1) or '')"; }
+META_LEADER=""
+for _ in $(seq 50); do META_LEADER=$(leader_of 0 || true); [ -n "$META_LEADER" ] && break; sleep 0.2; done
+"$BIN" placement set '' --replicas 3 --leader-regions "r$META_LEADER" --endpoints "$M1" >/dev/null
+for _ in $(seq 100); do [ "$(leader_of 1 || true)" = "$META_LEADER" ] && break; sleep 0.2; done
+echo "meta leader n$META_LEADER, range 1 leader n$(leader_of 1)"
 
 run() { # name endpoints clients conns
   echo "== $1 clients=$3"

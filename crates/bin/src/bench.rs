@@ -135,6 +135,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             partitions: args.partitions,
             stream: args.stream.clone(),
             e2e: args.e2e,
+            target_leader: args.target_leader,
             output: args.output,
         })
         .await;

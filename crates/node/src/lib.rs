@@ -9,6 +9,7 @@ mod config;
 mod drain;
 mod hlc;
 mod kv;
+mod kv_batch;
 pub mod latency;
 pub mod layout;
 pub mod lease;

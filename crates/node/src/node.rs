@@ -59,6 +59,7 @@ pub(crate) struct Inner {
     pub(crate) leases: crate::lease::LeaseKeeper,
     /// Concurrent stream publishes waiting to share a log entry (see `stream_batch.rs`).
     pub(crate) stream_batcher: crate::stream_batch::StreamBatcher,
+    pub(crate) kv_batcher: crate::kv_batch::KvBatcher,
     /// Receive waiters and dead-letter pacing (see `queue.rs`).
     pub(crate) queues: crate::queue::QueueRuntime,
 }
@@ -150,6 +151,7 @@ impl Node {
                 driver: Default::default(),
                 leases: Default::default(),
                 stream_batcher: Default::default(),
+                kv_batcher: Default::default(),
                 queues: Default::default(),
             }),
         };

@@ -343,7 +343,7 @@ impl Node {
     ) -> Result<GroupReply, MeridianError> {
         let started = Instant::now();
         let m = &self.inner.metrics;
-        let res = g.propose(Command::Kv(entry)).await;
+        let res = self.propose_kv_batched(g, entry).await;
         let outcome = match &res {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
@@ -356,12 +356,7 @@ impl Node {
         if res.is_ok() {
             m.commit_seconds.observe(started.elapsed().as_secs_f64());
         }
-        match res? {
-            CommandResult::Kv(r) => r.map(GroupReply::Kv),
-            other => Err(MeridianError::internal(format!(
-                "unexpected result {other:?}"
-            ))),
-        }
+        res?.map(GroupReply::Kv)
     }
 }
 

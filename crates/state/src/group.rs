@@ -27,6 +27,9 @@ pub enum Command {
     StreamBatch(Vec<StreamEntry>),
     /// A work-queue command (see [`crate::queue`]).
     Queue(QueueEntry),
+    /// Key-value commands proposed together by a leader's batcher, applied in order, each as
+    /// if alone (its own request id, revision and result).
+    KvBatch(Vec<KvEntry>),
     /// A key-value transaction that also publishes or sends messages held by this range, all
     /// or nothing (see [`crate::outbox`]).
     Outbox(OutboxEntry),
@@ -67,6 +70,7 @@ impl fmt::Display for Command {
             ),
             Command::Lease(l) => write!(f, "lease({l:?})"),
             Command::StreamBatch(v) => write!(f, "stream_batch({})", v.len()),
+            Command::KvBatch(v) => write!(f, "kv_batch({})", v.len()),
             Command::Queue(q) => write!(f, "queue({}, now_ms={})", q.cmd.kind(), q.now_ms),
             Command::Outbox(e) => write!(
                 f,
@@ -92,6 +96,8 @@ pub enum CommandResult {
     None,
     Queue(Result<QueueResult, MeridianError>),
     Outbox(Result<OutboxResponse, MeridianError>),
+    /// One result per command of a [`Command::KvBatch`], in order.
+    KvBatch(Vec<Result<KvResult, MeridianError>>),
 }
 
 /// Everything a group's state machine holds, pure and serializable (its snapshot).
@@ -118,15 +124,9 @@ pub struct GroupState {
 impl GroupState {
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
         match cmd {
-            Command::Kv(entry) => {
-                if let Some(done) = entry.request_id.and_then(|id| self.dedup.get(id)) {
-                    return CommandResult::Kv(done.clone());
-                }
-                let result = self.kv.apply(entry);
-                if let Some(id) = entry.request_id {
-                    self.dedup.insert(id, result.clone());
-                }
-                CommandResult::Kv(result)
+            Command::Kv(entry) => CommandResult::Kv(self.apply_kv(entry)),
+            Command::KvBatch(entries) => {
+                CommandResult::KvBatch(entries.iter().map(|e| self.apply_kv(e)).collect())
             }
             Command::Meta(m) => CommandResult::Meta(self.meta.apply(m)),
             Command::Stream(entry) => CommandResult::Stream(self.apply_stream(entry)),
@@ -147,6 +147,17 @@ impl GroupState {
                 CommandResult::Outbox(result)
             }
         }
+    }
+
+    fn apply_kv(&mut self, entry: &KvEntry) -> Result<KvResult, MeridianError> {
+        if let Some(done) = entry.request_id.and_then(|id| self.dedup.get(id)) {
+            return done.clone();
+        }
+        let result = self.kv.apply(entry);
+        if let Some(id) = entry.request_id {
+            self.dedup.insert(id, result.clone());
+        }
+        result
     }
 
     fn apply_stream(&mut self, entry: &StreamEntry) -> Result<StreamResult, MeridianError> {

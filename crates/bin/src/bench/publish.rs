@@ -32,6 +32,9 @@ pub struct PublishArgs<'a> {
     pub partitions: u32,
     pub stream: Option<String>,
     pub e2e: bool,
+    /// Publisher `t` publishes to partition `t mod P` only, over a connection to that
+    /// partition's leader (as JetStream clients connected to the stream leader would).
+    pub target_leader: bool,
     pub output: Output,
 }
 
@@ -59,6 +62,57 @@ async fn http_call(
         bail!("{url}: {status} {v}");
     }
     Ok(v)
+}
+
+/// How long `--target-leader` waits for every partition to have a leader.
+const LEADERS_WAIT: Duration = Duration::from_secs(10);
+
+/// The address of each partition's leader, from the stream's spec and `GET /v1/cluster`.
+async fn partition_leaders(
+    http: &reqwest::Client,
+    base: &str,
+    spec: &serde_json::Value,
+    partitions: u32,
+) -> anyhow::Result<Vec<String>> {
+    let ranges: Vec<u64> = spec["spec"]["ranges"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|r| r.as_u64()).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        ranges.len() == partitions as usize,
+        "the stream's spec names {} ranges for {partitions} partitions",
+        ranges.len()
+    );
+    let deadline = Instant::now() + LEADERS_WAIT;
+    loop {
+        let view = http_call(
+            http,
+            reqwest::Method::GET,
+            format!("{base}/v1/cluster"),
+            None,
+        )
+        .await?;
+        let leader_of = |range: u64| -> Option<String> {
+            let r = view["ranges"]
+                .as_array()?
+                .iter()
+                .find(|r| r["id"] == range)?;
+            let leader = r["leader"].as_u64()?;
+            let n = view["nodes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["id"] == leader)?;
+            n["addr"].as_str().map(str::to_string)
+        };
+        let found: Option<Vec<String>> = ranges.iter().map(|r| leader_of(*r)).collect();
+        match found {
+            Some(v) => return Ok(v),
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            None => anyhow::bail!("a partition has no leader after {LEADERS_WAIT:?}"),
+        }
+    }
 }
 
 pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
@@ -91,10 +145,19 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
     let partitions = spec["spec"]["partitions"].as_u64().unwrap_or(1) as u32;
 
     let mut clients = Vec::new();
-    for i in 0..a.conns.max(1) {
-        let url = meridian_client::parse_endpoint(&a.endpoints[i % a.endpoints.len()])?;
-        let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
-        clients.push(StreamsClient::new(ch));
+    if a.target_leader {
+        // One connection per partition, to its leader; publisher t uses clients[t mod P].
+        for ep in partition_leaders(&http, &base, &spec, partitions).await? {
+            let url = meridian_client::parse_endpoint(&ep)?;
+            let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
+            clients.push(StreamsClient::new(ch));
+        }
+    } else {
+        for i in 0..a.conns.max(1) {
+            let url = meridian_client::parse_endpoint(&a.endpoints[i % a.endpoints.len()])?;
+            let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
+            clients.push(StreamsClient::new(ch));
+        }
     }
 
     // End to end: one follower per partition from the tail, started before publishing.
@@ -137,6 +200,7 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
     for t in 0..a.clients {
         let mut c: StreamsClient<Channel> = clients[t % clients.len()].clone();
         let (next, stream, total, size) = (next.clone(), stream.clone(), a.total, a.value_size);
+        let target_leader = a.target_leader;
         tasks.spawn(async move {
             let mut rec = Recorder::new();
             loop {
@@ -146,9 +210,14 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
                 }
                 let mut value = vec![b'x'; size.max(8)];
                 value[..8].copy_from_slice(&now_us().to_le_bytes());
+                let partition = if target_leader {
+                    (t % partitions as usize) as u32
+                } else {
+                    (i % u64::from(partitions)) as u32
+                };
                 let req = pb::PublishRequest {
                     stream: stream.clone(),
-                    partition: Some((i % u64::from(partitions)) as u32),
+                    partition: Some(partition),
                     messages: vec![pb::Message {
                         value,
                         ..Default::default()
@@ -194,7 +263,7 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
         key_size: 0,
         value_size: a.value_size,
         keys: u64::from(partitions),
-        target_leader: false,
+        target_leader: a.target_leader,
     };
     let summary = Summary::new(info, &all, elapsed)?;
     let e2e = a.e2e.then(|| (e2e_hist.len(), e2e_hist.summary()));

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Meridian's messaging beside NATS JetStream on this machine: starts a 3-node Meridian cluster on
+# loopback and runs `meridian bench publish` (128-byte messages, publish-to-ack and, with --e2e,
+# publish-to-consume) and `meridian bench queue` at 1 and 64 clients (and publish at 256), then
+# scripts/bench-nats.sh (a 3-node JetStream, R3 file stream) with the same sizes, so both sides
+# are measured within one run (the disk's speed drifts between runs).
+# Usage: scripts/bench-messaging.sh [TOTAL]   (default 20000; NATS=0 skips JetStream)
+set -euo pipefail
+TOTAL=${1:-20000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/meridian
+[ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p meridian)
+W=$(mktemp -d /tmp/meridian-msg-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+
+EPS=""
+for i in 1 2 3; do
+  "$BIN" server --id $i --listen 127.0.0.1:0 --data-dir "$W/m$i" --region r$i >"$W/m$i.out" 2>"$W/m$i.log" &
+  pids+=($!)
+done
+for i in 1 2 3; do
+  for _ in $(seq 100); do grep -q listening "$W/m$i.out" 2>/dev/null && break; sleep 0.1; done
+  EPS="$EPS,$(awk '{print $NF}' "$W/m$i.out")"
+done
+EPS=${EPS#,}
+"$BIN" cluster init --endpoints "$EPS" --ranges 1 >/dev/null
+sleep 2
+
+bench() { # op clients partitions [extra...]
+  local op=$1 c=$2 p=$3; shift 3
+  echo "== meridian $op clients=$c partitions=$p $*"
+  "$BIN" bench "$op" --endpoints "$EPS" --clients "$c" --total "$TOTAL" --value-size 128 \
+    --partitions "$p" --output json "$@"
+}
+# Publishers connect to their partition's leader, as bench-nats.sh's clients connect to the
+# stream leader (CONNECT=leader).
+bench publish 1 1 --target-leader --e2e
+bench publish 64 3 --target-leader --e2e
+bench publish 256 3 --target-leader --e2e
+bench queue 1 1
+bench queue 64 1
+
+if [ "${NATS:-1}" != 0 ]; then
+  echo "== NATS JetStream (scripts/bench-nats.sh)"
+  TOTAL=$TOTAL bash "$ROOT/scripts/bench-nats.sh"
+fi
