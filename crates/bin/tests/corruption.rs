@@ -175,7 +175,7 @@ async fn a_snapshot_with_a_bad_checksum_is_reported_and_never_served() {
         revision: None,
     };
     put_until_acked(&c.http, &c.addrs(), &victim).await;
-    c.write_all("after", 60, &[0, 1, 2]).await;
+    c.write_each_alone("after", 60, &[0, 1, 2]).await;
     let leader = c.leader().await;
     let f = (leader + 1) % 3;
     let blobs = c.nodes[f].data_dir.join("store").join("blobs");

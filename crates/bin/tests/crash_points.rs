@@ -83,7 +83,7 @@ async fn cuts_while_installing_a_snapshot_lose_nothing() {
     let leader = c.leader().await;
     let (lagging, other) = ((leader + 1) % 3, (leader + 2) % 3);
     c.nodes[lagging].kill9();
-    c.write_all("bulk", 5_700, &[leader, other]).await;
+    c.write_each_alone("bulk", 5_700, &[leader, other]).await;
     // The other follower purges its log as soon as a snapshot passes 5,000 + what it keeps.
     let deadline = Instant::now() + Duration::from_secs(20);
     while last_snapshot_index(&c.log(other)) < 5_400 {

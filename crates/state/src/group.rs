@@ -171,3 +171,68 @@ impl GroupState {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv_types::{KvCommand, PutRequest, RequestOp, TxnRequest};
+    use meridian_types::RequestId;
+
+    fn put(id: u128, k: &str, hlc: u64) -> KvEntry {
+        KvEntry {
+            request_id: Some(RequestId(id)),
+            hlc,
+            cmd: KvCommand::Txn(TxnRequest {
+                compare: vec![],
+                success: vec![RequestOp::Put(PutRequest {
+                    key: k.as_bytes().to_vec(),
+                    value: b"v".to_vec(),
+                    prev_kv: false,
+                    lease: 0,
+                    ignore_lease: false,
+                    ignore_value: false,
+                })],
+                failure: vec![],
+            }),
+        }
+    }
+
+    fn revisions(r: &CommandResult) -> Vec<Option<u64>> {
+        let CommandResult::KvBatch(v) = r else {
+            panic!("{r:?}")
+        };
+        v.iter()
+            .map(|r| match r {
+                Ok(KvResult::Txn(t)) => Some(t.revision),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A batch applies each entry as if alone: its own revision, in order, even with an older
+    /// clock reading than an earlier entry; a request id seen before (in the batch or before
+    /// it) answers the first result and writes nothing.
+    #[test]
+    fn a_kv_batch_is_its_entries_in_order() {
+        let mut g = GroupState::default();
+        let alone = g.apply(&Command::Kv(put(1, "a", 10)));
+        let CommandResult::Kv(Ok(KvResult::Txn(first))) = alone else {
+            panic!("{alone:?}")
+        };
+        let batch = vec![
+            put(2, "b", 20),
+            put(3, "c", 15),
+            put(2, "b", 20),
+            put(1, "a", 10),
+        ];
+        let r = g.apply(&Command::KvBatch(batch));
+        assert_eq!(
+            revisions(&r),
+            vec![Some(20), Some(21), Some(20), Some(first.revision)]
+        );
+        assert_eq!(g.kv.revision(), 21);
+        // A bad entry fails alone.
+        let r = g.apply(&Command::KvBatch(vec![put(4, "", 30), put(5, "d", 30)]));
+        assert_eq!(revisions(&r), vec![None, Some(30)]);
+    }
+}

@@ -145,6 +145,16 @@ impl Cluster {
 
     /// Writes `prefix-0..n` through `targets` and waits for every acknowledgement.
     pub(crate) async fn write_all(&mut self, prefix: &str, n: usize, targets: &[usize]) {
+        self.write_with(prefix, n, targets, WRITERS * 4).await
+    }
+
+    /// Like [`Cluster::write_all`], one write at a time, so each is its own log entry (a leader
+    /// batches concurrent writes into one): for tests that need the log to grow by `n`.
+    pub(crate) async fn write_each_alone(&mut self, prefix: &str, n: usize, targets: &[usize]) {
+        self.write_with(prefix, n, targets, 1).await
+    }
+
+    async fn write_with(&mut self, prefix: &str, n: usize, targets: &[usize], concurrency: usize) {
         let writes: Vec<Write> = (0..n).map(|i| Write::new(prefix, i)).collect();
         let addrs = self.addrs();
         let targets: Vec<String> = targets.iter().map(|&i| addrs[i].clone()).collect();
@@ -160,7 +170,7 @@ impl Cluster {
                     (w.key, rev)
                 }
             })
-            .buffer_unordered(WRITERS * 4)
+            .buffer_unordered(concurrency)
             .collect()
             .await;
         for (k, rev) in results {
