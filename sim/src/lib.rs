@@ -6,12 +6,13 @@
 pub mod history;
 pub mod http;
 pub mod invariants;
+pub mod messaging;
 pub mod nemesis;
 pub mod net;
 pub mod run;
 pub mod store;
 
-pub use run::{BOUNDED_READS_ENV, Outcome, PLACEMENT_ENV, Plan, run, run_plan};
+pub use run::{BOUNDED_READS_ENV, MESSAGING_ENV, Outcome, PLACEMENT_ENV, Plan, run, run_plan};
 
 /// Seeds that once failed, kept as regression tests (see docs/verification.md): 17, 20 and 32
 /// found a restarted leader resuming its old term after a power loss; 27 and 33 found two bugs

@@ -37,14 +37,36 @@ struct Args {
     /// changes every seed's schedule.
     #[arg(long)]
     placement: bool,
+    /// Add a stream and a work queue used through random nodes during the faults, read back in
+    /// full after the heal (`invariants::stream_log`, `invariants::queue_delivery`). Off by
+    /// default: it changes every seed's schedule.
+    #[arg(long)]
+    messaging: bool,
     /// Log filter for the nodes (e.g. `info`, `meridian_node=debug`), with --seed.
     #[arg(long)]
     log: Option<String>,
 }
 
+/// The messaging workload's counts, when it ran.
+fn messaging_summary(o: &Outcome) -> String {
+    if o.published + o.queue_sent == 0 {
+        return String::new();
+    }
+    format!(
+        ", messaging: {} published ({} acked, {} read back), {} queued ({} acked), {} deliveries ({} acked)",
+        o.published,
+        o.published_acked,
+        o.stream_read,
+        o.queue_sent,
+        o.queue_sent_acked,
+        o.queue_deliveries,
+        o.queue_acked
+    )
+}
+
 fn print_outcome(o: &Outcome, secs: f64) {
     println!(
-        "seed {}: {} nodes, {} ops ({} answered, {} unknown), {} bounded reads ({} by followers), faults {:?}, {} simulated ms in {secs:.1}s, trace {:016x}{}",
+        "seed {}: {} nodes, {} ops ({} answered, {} unknown), {} bounded reads ({} by followers){}, faults {:?}, {} simulated ms in {secs:.1}s, trace {:016x}{}",
         o.seed,
         o.nodes,
         o.ops,
@@ -52,6 +74,7 @@ fn print_outcome(o: &Outcome, secs: f64) {
         o.unknown,
         o.bounded_reads,
         o.bounded_by_followers,
+        messaging_summary(o),
         o.faults,
         o.sim_ms,
         o.trace_hash,
@@ -78,6 +101,10 @@ fn main() {
     if args.bounded_reads {
         // SAFETY: no other thread exists yet; the seeds' child processes inherit it.
         unsafe { std::env::set_var(meridian_sim::BOUNDED_READS_ENV, "1") };
+    }
+    if args.messaging {
+        // SAFETY: no other thread exists yet; the seeds' child processes inherit it.
+        unsafe { std::env::set_var(meridian_sim::MESSAGING_ENV, "1") };
     }
     if let Some(seed) = args.seed {
         if let Some(filter) = &args.log {

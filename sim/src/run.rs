@@ -3,6 +3,7 @@
 
 use crate::history::{Event, History, Op, Ret};
 use crate::invariants;
+use crate::messaging::{MessageLog, Record};
 use crate::nemesis::Nemesis;
 use crate::net::{self, PORT};
 use crate::store::MemStore;
@@ -25,7 +26,7 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Normal one-way message latency bound between any two hosts.
 pub(crate) const LATENCY_MAX: Duration = Duration::from_millis(8);
 /// How long the clients wait for the cluster to form before the first operation.
-const WARMUP: Duration = Duration::from_secs(3);
+pub(crate) const WARMUP: Duration = Duration::from_secs(3);
 /// How long after the heal the cluster has to answer every key on every node and converge.
 const RECOVERY_MAX: Duration = Duration::from_secs(60);
 
@@ -42,6 +43,19 @@ pub const PLACEMENT_ENV: &str = "MERIDIAN_SIM_PLACEMENT";
 /// `node_dead_after` in placement runs: shorter than the longest crash, so some crashed nodes'
 /// replicas are replaced while they are down.
 const PLACEMENT_DEAD_AFTER: Duration = Duration::from_secs(3);
+
+/// Set (by `--messaging`) to add the messaging workload (`crate::messaging`): a stream and a
+/// work queue used during the faults and read back in full after the heal, checked by
+/// `invariants::stream_log` and `invariants::queue_delivery`. Off by default, so the default
+/// workload and every seed's trace stay as they were.
+pub const MESSAGING_ENV: &str = "MERIDIAN_SIM_MESSAGING";
+
+/// The opt-in workloads: each one's environment variable and the flag that sets it.
+const WORKLOAD_FLAGS: [(&str, &str); 3] = [
+    (PLACEMENT_ENV, "--placement"),
+    (BOUNDED_READS_ENV, "--bounded-reads"),
+    (MESSAGING_ENV, "--messaging"),
+];
 
 /// What a seed decides.
 #[derive(Clone, Debug)]
@@ -89,12 +103,35 @@ pub struct Outcome {
     /// `bounded` reads answered, and how many of them a follower served (staleness > 0).
     pub bounded_reads: usize,
     pub bounded_by_followers: usize,
+    /// Messaging workload (zero without it): stream messages published, of them acknowledged,
+    /// and found in the stream after the heal (read through one node).
+    #[serde(default)]
+    pub published: usize,
+    #[serde(default)]
+    pub published_acked: usize,
+    #[serde(default)]
+    pub stream_read: usize,
+    /// Queue messages sent and of them acknowledged, deliveries, and deliveries acked.
+    #[serde(default)]
+    pub queue_sent: usize,
+    #[serde(default)]
+    pub queue_sent_acked: usize,
+    #[serde(default)]
+    pub queue_deliveries: usize,
+    #[serde(default)]
+    pub queue_acked: usize,
 }
 
 impl Outcome {
+    /// The command that replays this seed, with the opt-in workloads of this process.
     pub fn replay_command(&self) -> String {
+        let flags: String = WORKLOAD_FLAGS
+            .iter()
+            .filter(|(env, _)| std::env::var_os(env).is_some())
+            .map(|(_, flag)| format!("{flag} "))
+            .collect();
         format!(
-            "cargo run --release --manifest-path sim/Cargo.toml -- --seed {}",
+            "cargo run --release --manifest-path sim/Cargo.toml -- {flags}--seed {}",
             self.seed
         )
     }
@@ -148,6 +185,13 @@ fn start_host(
                 cfg.region = format!("r{}", (i - 1) % 3 + 1);
                 cfg.zone = "a".into();
                 cfg.node_dead_after = PLACEMENT_DEAD_AFTER;
+            } else if std::env::var_os(MESSAGING_ENV).is_some() {
+                // A zone per node. With every node in one zone the implicit default rule (zone
+                // survival, at most one of three replicas per zone) cannot place a stream's or
+                // queue's new range, and creating either fails with `placement_unsatisfiable`:
+                // the placement driver relaxes that cap when there are too few zones,
+                // `placement_check::assign` does not (docs/verification.md).
+                cfg.zone = format!("z{i}");
             }
             let transport = Arc::new(GrpcTransport::with_connector(net::connector()));
             let node =
@@ -532,6 +576,27 @@ async fn final_reader(plan: Plan, history: History, give_up: Duration) -> turmoi
     Ok(())
 }
 
+/// Checks what the messaging workload saw and counts it into `out`.
+fn check_messaging(rec: &Record, out: &mut Outcome) {
+    out.violations
+        .extend(rec.malformed.iter().map(|m| format!("messaging: {m}")));
+    out.violations.extend(invariants::stream_log::check(rec));
+    out.violations
+        .extend(invariants::queue_delivery::check(rec));
+    out.published = rec.publishes.len();
+    out.published_acked = rec.publishes.iter().filter(|p| p.acked.is_some()).count();
+    out.stream_read = rec
+        .reads
+        .iter()
+        .filter(|r| r.node == 1)
+        .map(|r| r.messages.len())
+        .sum();
+    out.queue_sent = rec.sends.len();
+    out.queue_sent_acked = rec.sends.iter().filter(|s| s.acked.is_some()).count();
+    out.queue_deliveries = rec.deliveries.len();
+    out.queue_acked = rec.acks.iter().filter(|a| a.acked).count();
+}
+
 /// Runs the simulation of one seed and checks every invariant. Each run gets a fresh thread, so
 /// nothing thread-local (random generators, runtime context) carries over from an earlier run.
 pub fn run(seed: u64) -> Outcome {
@@ -590,6 +655,14 @@ pub fn run_plan(plan: Plan) -> Outcome {
     if std::env::var_os(PLACEMENT_ENV).is_some() {
         sim.client("placer", placer(plan.clone(), safety_end));
     }
+    let messaging = std::env::var_os(MESSAGING_ENV).is_some();
+    let messages = MessageLog::default();
+    if messaging {
+        let (p, m) = (plan.clone(), messages.clone());
+        sim.client("messenger", crate::messaging::messenger(p, m, safety_end));
+        let (p, m) = (plan.clone(), messages.clone());
+        sim.client("consumer", crate::messaging::consumer(p, m, safety_end));
+    }
 
     let mut out = Outcome {
         seed: plan.seed,
@@ -641,6 +714,10 @@ pub fn run_plan(plan: Plan) -> Outcome {
                 healed = true;
                 let (p, h) = (plan.clone(), history.clone());
                 sim.client("final", final_reader(p, h, now + RECOVERY_MAX));
+                if messaging {
+                    let (p, m) = (plan.clone(), messages.clone());
+                    sim.client("drain", crate::messaging::drainer(p, m, now + RECOVERY_MAX));
+                }
             }
         }
         if healed && done {
@@ -703,10 +780,21 @@ pub fn run_plan(plan: Plan) -> Outcome {
     out.bounded_reads = bounded.len();
     out.bounded_by_followers = bounded.iter().filter(|r| r.staleness_ms > 0).count();
     format!("{bounded:?}").hash(&mut trace);
+    let record = messaging.then(|| messages.record());
+    if let Some(rec) = &record {
+        check_messaging(rec, &mut out);
+        format!("{rec:?}").hash(&mut trace);
+    }
     format!("{events:?}").hash(&mut trace);
     if let Ok(path) = std::env::var("MERIDIAN_SIM_DUMP") {
         let text: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
-        let _ = std::fs::write(path, text.join("\n"));
+        let _ = std::fs::write(&path, text.join("\n"));
+        // The messaging workload's record beside it, as JSON.
+        if let Some(rec) = &record
+            && let Ok(json) = serde_json::to_string_pretty(rec)
+        {
+            let _ = std::fs::write(format!("{path}.messages.json"), json);
+        }
     }
     out.trace_hash = trace.finish();
     out.sim_ms = sim.elapsed().as_millis() as u64;

@@ -1,6 +1,6 @@
 //! The simulation seed set CI runs, the determinism check and the regression seeds. Each seed runs
 //! in its own `meridian-sim` process. `MERIDIAN_SIM_SEEDS=N` runs N seeds instead of 100; the
-//! placement and bounded-read workloads run their own (smaller) seed sets.
+//! placement, bounded-read and messaging workloads run their own (smaller) seed sets.
 
 use std::process::Command;
 
@@ -60,6 +60,24 @@ fn bounded_read_seed_set() {
         "--bounded-reads".into(),
         "--seeds".into(),
         "20".into(),
+        "--start".into(),
+        "1".into(),
+    ]);
+}
+
+/// Seeds with the messaging workload (`--messaging`): a stream and a work queue used during the
+/// faults and read back in full after the heal. `MERIDIAN_SIM_MESSAGING_SEEDS=N` runs N instead
+/// of 15.
+#[test]
+fn messaging_seed_set() {
+    let n: u64 = std::env::var("MERIDIAN_SIM_MESSAGING_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    run_batch(&[
+        "--messaging".into(),
+        "--seeds".into(),
+        n.to_string(),
         "--start".into(),
         "1".into(),
     ]);

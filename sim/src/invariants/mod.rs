@@ -5,5 +5,7 @@ pub mod election_safety;
 pub mod linearizability;
 pub mod log_matching;
 pub mod no_lost_writes;
+pub mod queue_delivery;
 pub mod replica_convergence;
 pub mod revisions;
+pub mod stream_log;
