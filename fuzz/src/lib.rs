@@ -329,6 +329,7 @@ impl ClientApi for FuzzApi {
                 rule: Some(String::new()),
                 learners: vec![],
                 leader_region: Some("local".into()),
+                system: None,
             }],
             placements: vec![],
             latency: vec![],

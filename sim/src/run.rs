@@ -185,13 +185,6 @@ fn start_host(
                 cfg.region = format!("r{}", (i - 1) % 3 + 1);
                 cfg.zone = "a".into();
                 cfg.node_dead_after = PLACEMENT_DEAD_AFTER;
-            } else if std::env::var_os(MESSAGING_ENV).is_some() {
-                // A zone per node. With every node in one zone the implicit default rule (zone
-                // survival, at most one of three replicas per zone) cannot place a stream's or
-                // queue's new range, and creating either fails with `placement_unsatisfiable`:
-                // the placement driver relaxes that cap when there are too few zones,
-                // `placement_check::assign` does not (docs/verification.md).
-                cfg.zone = format!("z{i}");
             }
             let transport = Arc::new(GrpcTransport::with_connector(net::connector()));
             let node =

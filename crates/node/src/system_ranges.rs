@@ -3,7 +3,7 @@
 //! data lives.
 //!
 //! A new range is born in the meta group (`MetaCommand::AddSystemRanges`, replicas chosen by
-//! `placement_check::assign` as the placement driver would, ids chosen by the meta group). From
+//! `placement_check::assign_spread`, the best the nodes can do as the placement driver would, ids chosen by the meta group). From
 //! then on nothing depends on the creator: every replica's reconciler opens the group and, since
 //! the range is at version 1 without learners, initialises it with the same voters (openraft
 //! allows that on several nodes when the configuration is identical; Raft's vote elects one
@@ -13,7 +13,7 @@
 use crate::messages::GroupOp;
 use crate::node::Node;
 use meridian_state::meta_system::{SYSTEM_RANGES_PER_COMMAND_MAX, UNCLAIMED_LABEL};
-use meridian_state::{ClusterMap, MetaCommand, RangeInfo, SystemRange, assign};
+use meridian_state::{ClusterMap, MetaCommand, RangeInfo, SystemRange, assign_spread};
 use meridian_types::{ErrorCode, GroupId, MeridianError, RangeId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,10 +143,13 @@ pub fn plan_system_ranges(
             }),
         };
         let rule = m.rule_for(&r);
-        r.replicas = assign(&rule, &m, &[], |_| true).ok_or_else(|| {
+        // Where the nodes cannot meet the rule (one zone, fewer nodes than replicas), the best
+        // they can do, as the placement driver keeps existing ranges; it moves them once the
+        // topology allows.
+        r.replicas = assign_spread(&rule, &m, &[], |_| true).ok_or_else(|| {
             MeridianError::new(
                 ErrorCode::PlacementUnsatisfiable,
-                "the cluster's active nodes cannot hold a new range under its placement rule",
+                "no active node may hold a new range under its placement rule",
             )
         })?;
         m.ranges.insert(next, r.clone());

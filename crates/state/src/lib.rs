@@ -28,5 +28,5 @@ pub use kv_types::*;
 pub use lease::{LeaseCommand, LeaseRecord, LeaseTable};
 pub use meta::{ClusterMap, MetaCommand, NodeInfo, NodeState, RangeInfo, StreamSpec, SystemRange};
 pub use placement::{PlacementRule, Survival};
-pub use placement_check::{assign, meets, validate_rule};
+pub use placement_check::{assign, assign_spread, meets, validate_rule};
 pub use queue::{QueueCommand, QueueEntry, QueueResult, QueueSet, QueueSpec};

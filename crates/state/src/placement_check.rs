@@ -292,13 +292,64 @@ pub fn assign(
     current: &[NodeId],
     eligible: impl Fn(NodeId) -> bool,
 ) -> Option<Vec<NodeId>> {
-    let want = rule.replicas as usize;
-    let candidates: BTreeMap<NodeId, &NodeInfo> = map
-        .nodes
+    let candidates = candidates(rule, map, eligible);
+    assign_capped(
+        rule,
+        map,
+        current,
+        &candidates,
+        rule.replicas as usize,
+        rule.max_per_domain(),
+    )
+}
+
+/// Like [`assign`], but when the nodes cannot meet the rule, the best they can do, as the
+/// placement driver does for an existing range: the cap per failure domain relaxed to an even
+/// spread over the domains there are, and fewer replicas than the rule when there are fewer
+/// nodes. `None` only when no node is eligible. For ranges created on a running cluster (a
+/// stream partition, a queue), so a single-zone or single-node cluster can hold them.
+pub fn assign_spread(
+    rule: &PlacementRule,
+    map: &ClusterMap,
+    current: &[NodeId],
+    eligible: impl Fn(NodeId) -> bool,
+) -> Option<Vec<NodeId>> {
+    let candidates = candidates(rule, map, eligible);
+    let want = (rule.replicas as usize).min(candidates.len());
+    if want == 0 {
+        return None;
+    }
+    let domains: std::collections::BTreeSet<String> = candidates
+        .values()
+        .map(|n| domain_of(rule.survival, n))
+        .collect();
+    let cap = rule
+        .max_per_domain()
+        .max(want.div_ceil(domains.len().max(1)));
+    assign_capped(rule, map, current, &candidates, want, cap)
+}
+
+/// The active nodes the rule allows and `eligible` accepts.
+fn candidates<'a>(
+    rule: &PlacementRule,
+    map: &'a ClusterMap,
+    eligible: impl Fn(NodeId) -> bool,
+) -> BTreeMap<NodeId, &'a NodeInfo> {
+    map.nodes
         .values()
         .filter(|n| n.state == NodeState::Active && node_allowed(rule, n) && eligible(n.id))
         .map(|n| (n.id, n))
-        .collect();
+        .collect()
+}
+
+fn assign_capped(
+    rule: &PlacementRule,
+    map: &ClusterMap,
+    current: &[NodeId],
+    candidates: &BTreeMap<NodeId, &NodeInfo>,
+    want: usize,
+    cap: usize,
+) -> Option<Vec<NodeId>> {
     let rank = |n: &NodeInfo| {
         rule.leader_regions
             .iter()
@@ -320,14 +371,14 @@ pub fn assign(
         .collect();
     keep.sort_by_key(|(r, i, _)| (*r, *i));
     for (_, _, n) in keep {
-        if t.chosen.len() < want && t.fits(rule, n) {
+        if t.chosen.len() < want && t.fits(rule, n, cap) {
             t.take(rule, n);
         }
     }
     while t.chosen.len() < want {
         let next = candidates
             .values()
-            .filter(|n| t.fits(rule, n))
+            .filter(|n| t.fits(rule, n, cap))
             .min_by_key(|n| {
                 (
                     rank(n),
@@ -354,14 +405,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn fits(&self, rule: &PlacementRule, n: &NodeInfo) -> bool {
+    fn fits(&self, rule: &PlacementRule, n: &NodeInfo, cap: usize) -> bool {
         !self.chosen.contains(&n.id)
             && self
                 .per_domain
                 .get(&domain_of(rule.survival, n))
                 .copied()
                 .unwrap_or(0)
-                < rule.max_per_domain()
+                < cap
     }
 
     fn take(&mut self, rule: &PlacementRule, n: &NodeInfo) {
@@ -683,5 +734,43 @@ mod tests {
                 prop_assert_eq!(got, Some(sorted));
             }
         }
+    }
+
+    /// Where the rule cannot be met, `assign_spread` does the best the nodes can: an even
+    /// spread, fewer replicas than asked when there are fewer nodes; where it can, it agrees
+    /// with `assign`.
+    #[test]
+    fn assign_spread_is_the_best_the_nodes_can_do() {
+        let all = |_| true;
+        let one_zone = map(&[(1, "us", "a"), (2, "us", "a"), (3, "us", "a")]);
+        let r = rule(3, Survival::Zone);
+        assert_eq!(assign(&r, &one_zone, &[], all), None);
+        assert_eq!(
+            assign_spread(&r, &one_zone, &[], all),
+            Some(vec![NodeId(1), NodeId(2), NodeId(3)])
+        );
+        let single = map(&[(7, "us", "a")]);
+        assert_eq!(assign_spread(&r, &single, &[], all), Some(vec![NodeId(7)]));
+        assert_eq!(assign_spread(&r, &single, &[], |_| false), None);
+        // Two zones, three replicas: two in one zone, one in the other.
+        let two = map(&[
+            (1, "us", "a"),
+            (2, "us", "a"),
+            (3, "us", "b"),
+            (4, "us", "b"),
+        ]);
+        let got = assign_spread(&r, &two, &[], all).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().any(|n| n.0 >= 3) && got.iter().any(|n| n.0 <= 2));
+        let three = map(&[
+            (1, "us", "a"),
+            (2, "us", "b"),
+            (3, "us", "c"),
+            (4, "us", "a"),
+        ]);
+        assert_eq!(
+            assign_spread(&r, &three, &[], all),
+            assign(&r, &three, &[], all)
+        );
     }
 }
