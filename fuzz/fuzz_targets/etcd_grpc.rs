@@ -1,5 +1,5 @@
-//! etcd's gRPC services: arbitrary bytes as the message of a `KV`, `Maintenance` or `Cluster`
-//! call, sent through the real router (`meridian_api::client_router`, tonic's decoding with the
+//! etcd's gRPC services: arbitrary bytes as the message of a `KV`, `Watch`, `Maintenance` or
+//! `Cluster` call, sent through the real router (`meridian_api::client_router`, tonic's decoding with the
 //! node's size limit, `etcd::convert`, the service handlers) over an in-memory node.
 //!
 //! Input: byte 0 picks the method, byte 1 the request's framing and metadata (idempotency key,
@@ -9,7 +9,7 @@
 //! Properties: nothing panics; every answer carries a `grpc-status`; an error's message names
 //! a stable code (`"<code>: ..."`), is one of the exact texts etcd clients match, or is tonic's
 //! own framing/decoding complaint; `Internal` only for a message that does not decode; an OK
-//! answer is one well-formed response message.
+//! answer is one well-formed response message (a `Watch`: any number of them).
 
 #![no_main]
 
@@ -77,11 +77,11 @@ const METHODS: &[Method] = &[
         request_decodes: decodes::<pb::MemberListRequest>,
         response_decodes: decodes::<pb::MemberListResponse>,
     },
-    // Not served: must answer `Unimplemented`, whatever the message.
+    // A stream: an OK answer is any number of frames, each a `WatchResponse`.
     Method {
-        path: "/etcdserverpb.Watch/Watch",
-        request_decodes: |_| true,
-        response_decodes: |_| false,
+        path: WATCH_PATH,
+        request_decodes: decodes::<pb::WatchRequest>,
+        response_decodes: decodes::<pb::WatchResponse>,
     },
     Method {
         path: "/etcdserverpb.Maintenance/Defragment",
@@ -89,6 +89,24 @@ const METHODS: &[Method] = &[
         response_decodes: |_| false,
     },
 ];
+
+/// The one streaming method: its OK answer may hold several frames (or none).
+const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
+
+/// Splits a gRPC body into its frames' messages; `None` if it is not whole, uncompressed frames.
+fn frames(mut body: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 5 || body[0] != 0 {
+            return None;
+        }
+        let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let msg = body.get(5..5 + len)?;
+        out.push(msg);
+        body = &body[5 + len..];
+    }
+    Some(out)
+}
 
 const IDEMPOTENCY_KEYS: &[&str] = &[
     "1",
@@ -197,6 +215,14 @@ fuzz_target!(|data: &[u8]| {
             decodes || !framed_ok,
             "{what}: OK for a request that does not decode"
         );
+        if what == WATCH_PATH {
+            let msgs = frames(&body).unwrap_or_else(|| panic!("{what}: bad response frames"));
+            assert!(
+                msgs.iter().all(|m| (method.response_decodes)(m)),
+                "{what}: OK answer that does not decode"
+            );
+            return;
+        }
         // One frame holding one response message.
         assert!(
             body.len() >= 5 && body[0] == 0,

@@ -81,7 +81,12 @@ async fn serve<A: ClientApi>(
         };
         let req = match msg {
             Ok(Some(r)) => r,
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            // A request that does not decode ends the stream with tonic's error, not an OK.
+            Err(status) => {
+                let _ = out.send(Err(status)).await;
+                break;
+            }
         };
         watchers.retain(|_, w| !w.task.is_finished());
         match req.request_union {
