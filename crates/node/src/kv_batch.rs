@@ -51,26 +51,20 @@ impl Node {
     /// Proposes `entry` on `g` (this node leads it), batched with concurrent writes.
     pub(crate) async fn propose_kv_batched(&self, g: &RaftGroup, entry: KvEntry) -> Outcome {
         let state = self.inner.kv_batcher.of(g.group());
-        let rx = {
+        // Every proposal runs in a spawned task (`next_kv_batch`), never in the caller's
+        // future: a caller that gives up (a timeout drops it) must not take the slot with it.
+        let (tx, rx) = oneshot::channel();
+        let start = {
             let mut s = state.lock();
-            if s.in_flight < KV_BATCHES_IN_FLIGHT_MAX {
+            s.pending.push((entry, tx));
+            s.in_flight < KV_BATCHES_IN_FLIGHT_MAX && {
                 s.in_flight += 1;
-                None
-            } else {
-                let (tx, rx) = oneshot::channel();
-                s.pending.push((entry.clone(), tx));
-                Some(rx)
+                true
             }
         };
-        let Some(rx) = rx else {
-            let r = match g.propose(Command::Kv(entry)).await {
-                Ok(CommandResult::Kv(r)) => Ok(r),
-                Ok(other) => Err(unexpected(other)),
-                Err(e) => Err(e),
-            };
+        if start {
             self.next_kv_batch(g.clone(), state);
-            return r;
-        };
+        }
         rx.await
             .unwrap_or_else(|_| Err(MeridianError::unavailable("the batch was dropped; retry")))
     }
@@ -88,10 +82,16 @@ impl Node {
         };
         let node = self.clone();
         tokio::spawn(async move {
-            let (entries, replies): (Vec<KvEntry>, Vec<Reply>) = batch.into_iter().unzip();
+            let (mut entries, replies): (Vec<KvEntry>, Vec<Reply>) = batch.into_iter().unzip();
             let n = entries.len();
             let timeout = node.inner.cfg.request_timeout;
-            let proposed = tokio::time::timeout(timeout, g.propose(Command::KvBatch(entries)));
+            // One write alone is a plain entry.
+            let cmd = if n == 1 {
+                Command::Kv(entries.remove(0))
+            } else {
+                Command::KvBatch(entries)
+            };
+            let proposed = tokio::time::timeout(timeout, g.propose(cmd));
             let results: Vec<Outcome> = match proposed.await {
                 Err(_) => vec![
                     Err(MeridianError::unavailable(format!(
@@ -103,6 +103,7 @@ impl Node {
                 Ok(Ok(CommandResult::KvBatch(v))) if v.len() == n => {
                     v.into_iter().map(Ok).collect()
                 }
+                Ok(Ok(CommandResult::Kv(r))) if n == 1 => vec![Ok(r)],
                 Ok(Ok(other)) => vec![Err(unexpected(other)); n],
                 Ok(Err(e)) => vec![Err(e); n],
             };

@@ -48,22 +48,20 @@ impl Node {
         cmd: QueueCommand,
     ) -> Result<QueueResult, MeridianError> {
         let state = self.inner.queues.batcher.of(g.group());
-        let rx = {
+        // Every proposal runs in a spawned task (`next_batch`), never in the caller's future:
+        // a caller that gives up (a timeout drops it) must not take the group's slot with it.
+        let (tx, rx) = oneshot::channel();
+        let start = {
             let mut s = state.lock();
-            if s.in_flight < BATCHES_IN_FLIGHT_MAX {
+            s.pending.push((cmd, tx));
+            s.in_flight < BATCHES_IN_FLIGHT_MAX && {
                 s.in_flight += 1;
-                None
-            } else {
-                let (tx, rx) = oneshot::channel();
-                s.pending.push((cmd.clone(), tx));
-                Some(rx)
+                true
             }
         };
-        let Some(rx) = rx else {
-            let r = self.propose_entry(g, cmd).await;
+        if start {
             self.next_batch(g.clone(), state);
-            return r;
-        };
+        }
         rx.await
             .unwrap_or_else(|_| Err(MeridianError::unavailable("the batch was dropped; retry")))
     }

@@ -54,22 +54,20 @@ impl Node {
         request_id: Option<RequestId>,
     ) -> Result<StreamResult, MeridianError> {
         let state = self.inner.stream_batcher.of(g.group());
-        let rx = {
+        // Every proposal runs in a spawned task (`next_stream_batch`), never in the caller's
+        // future: a caller that gives up (a timeout drops it) must not take the slot with it.
+        let (tx, rx) = oneshot::channel();
+        let start = {
             let mut s = state.lock();
-            if s.in_flight < STREAM_BATCHES_IN_FLIGHT_MAX {
+            s.pending.push((cmd, request_id, tx));
+            s.in_flight < STREAM_BATCHES_IN_FLIGHT_MAX && {
                 s.in_flight += 1;
-                None
-            } else {
-                let (tx, rx) = oneshot::channel();
-                s.pending.push((cmd.clone(), request_id, tx));
-                Some(rx)
+                true
             }
         };
-        let Some(rx) = rx else {
-            let r = self.propose_stream(g, cmd, request_id).await;
+        if start {
             self.next_stream_batch(g.clone(), state);
-            return r;
-        };
+        }
         rx.await
             .unwrap_or_else(|_| Err(MeridianError::unavailable("the batch was dropped; retry")))
     }
