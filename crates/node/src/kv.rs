@@ -46,7 +46,7 @@ pub(crate) fn clip(start: &[u8], end: &[u8], r: &RangeInfo) -> (Vec<u8>, Vec<u8>
     (s, e)
 }
 
-fn new_request_id(opts: WriteOptions) -> RequestId {
+pub(crate) fn new_request_id(opts: WriteOptions) -> RequestId {
     opts.request_id
         .unwrap_or_else(|| RequestId(meridian_types::rng::next_u128()))
 }

@@ -104,9 +104,7 @@ impl Node {
                 success,
                 failure,
             },
-            request_id: opts
-                .request_id
-                .unwrap_or_else(|| RequestId(meridian_types::rng::next_u128())),
+            request_id: crate::kv::new_request_id(opts),
             seen_revision: 0,
         };
         match self.execute(range.group(), op).await? {
@@ -151,16 +149,7 @@ impl Node {
                 Ok((op, at, what))
             }
             OutboxMessage::Send { queue, message } => {
-                let max = self.inner.cfg.limits.value_bytes_max;
-                if message.body.len() > max {
-                    return Err(MeridianError::new(
-                        ErrorCode::ValueTooLarge,
-                        format!(
-                            "message of {} bytes is over the limit of {max}",
-                            message.body.len()
-                        ),
-                    ));
-                }
+                self.check_queue_bodies(std::slice::from_ref(&message))?;
                 message.validate()?;
                 let spec = self.queue_spec(&queue).await?;
                 let what = format!("queue {queue}");

@@ -236,22 +236,28 @@ impl Node {
         }
     }
 
+    /// Refuses a message whose body is over `value_bytes_max`.
+    pub(crate) fn check_queue_bodies(&self, messages: &[SendMessage]) -> Result<(), MeridianError> {
+        let max = self.inner.cfg.limits.value_bytes_max;
+        match messages.iter().find(|m| m.body.len() > max) {
+            Some(m) => Err(MeridianError::new(
+                ErrorCode::ValueTooLarge,
+                format!(
+                    "message of {} bytes is over the limit of {max}",
+                    m.body.len()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Sends a batch (all or nothing); acknowledged once committed on a quorum and applied.
     pub async fn send_messages(
         &self,
         name: &str,
         messages: Vec<SendMessage>,
     ) -> Result<Vec<SendOutcome>, MeridianError> {
-        let max = self.inner.cfg.limits.value_bytes_max;
-        if let Some(m) = messages.iter().find(|m| m.body.len() > max) {
-            return Err(MeridianError::new(
-                ErrorCode::ValueTooLarge,
-                format!(
-                    "message of {} bytes is over the limit of {max}",
-                    m.body.len()
-                ),
-            ));
-        }
+        self.check_queue_bodies(&messages)?;
         let spec = self.queue_spec(name).await?;
         let cmd = QueueCommand::Send {
             queue: name.to_string(),
