@@ -10,10 +10,13 @@ use meridian_proto::v1::streams_server::{Streams as StreamsService, StreamsServe
 use meridian_state::stream::{NewMessage, ReadFrom, StreamMessage, StreamRead};
 use meridian_types::MeridianError;
 use std::pin::Pin;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// How long one read inside `Follow` waits for a message.
 const FOLLOW_POLL_MS: u64 = 15_000;
+/// Most requests of one `PublishStream` call being published at once; the next ones wait in
+/// HTTP/2's flow-control window.
+pub const PUBLISH_STREAM_IN_FLIGHT_MAX: usize = 1024;
 
 /// The `Streams` service over a node's [`ClientApi`].
 #[derive(Clone, Debug)]
@@ -82,6 +85,37 @@ fn read_response(partition: u32, r: StreamRead) -> pb::ReadResponse {
     }
 }
 
+type PublishStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::PublishStreamResponse, Status>> + Send>>;
+
+/// One publish request, as `Publish` and each request of `PublishStream` run it.
+async fn publish_one(s: &Streams, r: pb::PublishRequest) -> Result<Vec<pb::Ack>, MeridianError> {
+    let rid = if r.request_id.is_empty() {
+        None
+    } else {
+        Some(parse_request_id(&r.request_id)?)
+    };
+    let msgs = r
+        .messages
+        .into_iter()
+        .map(|m| NewMessage {
+            key: m.key,
+            payload: m.value,
+            headers: m.headers.into_iter().collect(),
+            dedup_id: (!m.dedup_id.is_empty()).then_some(m.dedup_id),
+        })
+        .collect();
+    let acks = s.publish(&r.stream, r.partition, msgs, rid).await?;
+    Ok(acks
+        .into_iter()
+        .map(|a| pb::Ack {
+            partition: a.partition,
+            offset: a.offset,
+            duplicate: a.duplicate,
+        })
+        .collect())
+}
+
 type FollowStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::StreamMessage, Status>> + Send>>;
 
@@ -91,37 +125,57 @@ impl<A: ClientApi> StreamsService for GrpcStreams<A> {
         &self,
         req: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
-        let r = req.into_inner();
-        let rid = if r.request_id.is_empty() {
-            None
-        } else {
-            Some(parse_request_id(&r.request_id).map_err(to_status)?)
-        };
-        let msgs = r
-            .messages
-            .into_iter()
-            .map(|m| NewMessage {
-                key: m.key,
-                payload: m.value,
-                headers: m.headers.into_iter().collect(),
-                dedup_id: (!m.dedup_id.is_empty()).then_some(m.dedup_id),
-            })
-            .collect();
-        let acks = self
-            .streams()?
-            .publish(&r.stream, r.partition, msgs, rid)
+        let acks = publish_one(&self.streams()?, req.into_inner())
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::PublishResponse {
-            acks: acks
-                .into_iter()
-                .map(|a| pb::Ack {
-                    partition: a.partition,
-                    offset: a.offset,
-                    duplicate: a.duplicate,
+        Ok(Response::new(pb::PublishResponse { acks }))
+    }
+
+    type PublishStreamStream = PublishStream;
+
+    async fn publish_stream(
+        &self,
+        req: Request<Streaming<pb::PublishRequest>>,
+    ) -> Result<Response<Self::PublishStreamStream>, Status> {
+        use futures::StreamExt;
+        let s = self.streams()?;
+        // `buffered` runs up to PUBLISH_STREAM_IN_FLIGHT_MAX publishes at once (they batch on
+        // the partition's leader like concurrent unary calls) and answers them in order; a
+        // client sending faster is held back by HTTP/2 flow control.
+        let out = req
+            .into_inner()
+            .map(move |r| {
+                let s = s.clone();
+                async move {
+                    match r {
+                        Ok(r) => Ok(publish_one(&s, r).await),
+                        Err(status) => Err(status),
+                    }
+                }
+            })
+            .buffered(PUBLISH_STREAM_IN_FLIGHT_MAX)
+            .enumerate()
+            .map(|(seq, r)| {
+                r.map(|outcome| {
+                    let seq = seq as u64;
+                    match outcome {
+                        Ok(acks) => pb::PublishStreamResponse {
+                            seq,
+                            acks,
+                            error: None,
+                        },
+                        Err(e) => pb::PublishStreamResponse {
+                            seq,
+                            acks: Vec::new(),
+                            error: Some(pb::PublishError {
+                                code: e.code.as_str().to_string(),
+                                message: e.message,
+                            }),
+                        },
+                    }
                 })
-                .collect(),
-        }))
+            });
+        Ok(Response::new(Box::pin(out)))
     }
 
     async fn read(

@@ -90,6 +90,13 @@ pub struct BenchArgs {
     /// `publish`: also measure publish-to-consume latency (a follower per partition).
     #[arg(long)]
     e2e: bool,
+    /// `publish`: publishes each publisher keeps in flight, pipelined over one `PublishStream`
+    /// call (as a NATS client's asynchronous publishes); 1 is one unary `Publish` at a time.
+    #[arg(long, default_value_t = 1)]
+    in_flight: usize,
+    /// `publish`: unmeasured publishes before the measured run.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -135,6 +142,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             partitions: args.partitions,
             stream: args.stream.clone(),
             e2e: args.e2e,
+            in_flight: args.in_flight,
+            warmup: args.warmup,
             target_leader: args.target_leader,
             output: args.output,
         })
@@ -240,6 +249,13 @@ fn check_args(a: &BenchArgs) -> anyhow::Result<()> {
     }
     if a.value_size > VALUE_SIZE_MAX {
         bail!("--value-size must be at most {VALUE_SIZE_MAX}");
+    }
+    let in_flight_max = meridian_api::grpc_streams::PUBLISH_STREAM_IN_FLIGHT_MAX;
+    if !(1..=in_flight_max).contains(&a.in_flight) {
+        bail!("--in-flight must be from 1 to {in_flight_max}");
+    }
+    if a.in_flight > 1 && a.op != BenchOp::Publish {
+        bail!("--in-flight applies to `bench publish` only");
     }
     if !(0.0..=1.0).contains(&a.read_ratio) {
         bail!("--read-ratio must be from 0 to 1");

@@ -242,6 +242,64 @@ fn streams_from_the_command_line_and_http() {
             (m.offset, m.value.as_slice()),
             (acks[0].offset, &b"over grpc"[..])
         );
+        // gRPC PublishStream through the other node: 200 publishes pipelined over one call,
+        // one of them to a stream that does not exist. Every request is answered in order, the
+        // bad one with its error and the call goes on; the others land in order, gap-free.
+        let reqs: Vec<pb::PublishRequest> = (0..200u32)
+            .map(|i| pb::PublishRequest {
+                stream: if i == 100 { "nope" } else { "orders" }.into(),
+                partition: Some(0),
+                messages: vec![pb::Message {
+                    value: format!("piped {i}").into_bytes(),
+                    ..Default::default()
+                }],
+                request_id: String::new(),
+            })
+            .collect();
+        let mut answers = gb
+            .publish_stream(futures::stream::iter(reqs))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut offsets = Vec::new();
+        let mut seq = 0u64;
+        while let Some(a) = answers.message().await.unwrap() {
+            assert_eq!(a.seq, seq, "answers come in order");
+            if seq == 100 {
+                let e = a.error.expect("the publish to a missing stream fails");
+                assert_eq!(e.code, "stream_not_found", "{e:?}");
+            } else {
+                assert!(a.error.is_none(), "{a:?}");
+                offsets.push(a.acks[0].offset);
+            }
+            seq += 1;
+        }
+        assert_eq!(seq, 200, "every request is answered");
+        assert!(
+            offsets.windows(2).all(|w| w[1] == w[0] + 1),
+            "pipelined publishes take consecutive offsets: {offsets:?}"
+        );
+        let read = ga
+            .read(pb::ReadRequest {
+                stream: "orders".into(),
+                partition: 0,
+                from: Some(pb::read_request::From::Offset(offsets[0])),
+                max: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let got: Vec<String> = read
+            .messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.value).into_owned())
+            .collect();
+        let want: Vec<String> = (0..200u32)
+            .filter(|i| *i != 100)
+            .map(|i| format!("piped {i}"))
+            .collect();
+        assert_eq!(got, want);
         let missing = http
             .get(format!("http://{a}/v1/streams/nope"))
             .send()

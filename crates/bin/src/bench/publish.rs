@@ -3,8 +3,9 @@
 //! per partition, each message carrying its send time).
 //!
 //! The run creates a stream `bench-<random>` with `--partitions` partitions (or uses `--stream`),
-//! sends `--total` messages of `--value-size` bytes from `--clients` tasks (one publish in flight
-//! each, partitions taken in turn), and deletes the stream it created.
+//! sends `--total` messages of `--value-size` bytes from `--clients` tasks (one unary publish in
+//! flight each, or with `--in-flight W` up to W pipelined over one `PublishStream` call;
+//! partitions taken in turn), and deletes the stream it created.
 
 use super::summary::{LatencySummary, OpKind, Recorder, RunInfo, Summary, new_histogram};
 use super::worker::REQUEST_TIMEOUT;
@@ -32,6 +33,10 @@ pub struct PublishArgs<'a> {
     pub partitions: u32,
     pub stream: Option<String>,
     pub e2e: bool,
+    /// Publishes each publisher keeps in flight (over `PublishStream` when above 1).
+    pub in_flight: usize,
+    /// Unmeasured publishes before the measured ones.
+    pub warmup: u64,
     /// Publisher `t` publishes to partition `t mod P` only, over a connection to that
     /// partition's leader (as JetStream clients connected to the stream leader would).
     pub target_leader: bool,
@@ -160,6 +165,21 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
         }
     }
 
+    let load = Load {
+        clients: &clients,
+        publishers: a.clients,
+        stream: &stream,
+        partitions,
+        size: a.value_size,
+        target_leader: a.target_leader,
+        in_flight: a.in_flight,
+    };
+    // Unmeasured publishes first (a fresh stream's first burst meets cold connections and
+    // caches), as scripts/bench-nats.sh warms JetStream up.
+    if a.warmup > 0 {
+        load.run(a.warmup).await?;
+    }
+
     // End to end: one follower per partition from the tail, started before publishing.
     let e2e_hist = Arc::new(shared_hist::Hist::default());
     let mut followers = tokio::task::JoinSet::new();
@@ -194,49 +214,8 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..a.clients {
-        let mut c: StreamsClient<Channel> = clients[t % clients.len()].clone();
-        let (next, stream, total, size) = (next.clone(), stream.clone(), a.total, a.value_size);
-        let target_leader = a.target_leader;
-        tasks.spawn(async move {
-            let mut rec = Recorder::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    return rec;
-                }
-                let mut value = vec![b'x'; size.max(8)];
-                value[..8].copy_from_slice(&now_us().to_le_bytes());
-                let partition = if target_leader {
-                    (t % partitions as usize) as u32
-                } else {
-                    (i % u64::from(partitions)) as u32
-                };
-                let req = pb::PublishRequest {
-                    stream: stream.clone(),
-                    partition: Some(partition),
-                    messages: vec![pb::Message {
-                        value,
-                        ..Default::default()
-                    }],
-                    request_id: String::new(),
-                };
-                let t0 = Instant::now();
-                match tokio::time::timeout(REQUEST_TIMEOUT, c.publish(req)).await {
-                    Ok(Ok(_)) => rec.record_ok(OpKind::Put, t0.elapsed()),
-                    Ok(Err(s)) => rec.record_error(&format!("{:?}", s.code())),
-                    Err(_) => rec.record_error("timeout"),
-                }
-            }
-        });
-    }
-    let mut all = Recorder::new();
-    while let Some(r) = tasks.join_next().await {
-        all.merge(&r.context("join a publisher")?)?;
-    }
+    let all = load.run(a.total).await?;
     let elapsed = started.elapsed();
     if a.e2e {
         let deadline = Instant::now() + DRAIN_WAIT;
@@ -299,6 +278,157 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
         bail!("every publish failed: {:?}", summary.errors_by_code);
     }
     Ok(())
+}
+
+/// Publishers sending `total` messages between them.
+struct Load<'a> {
+    clients: &'a [StreamsClient<Channel>],
+    publishers: usize,
+    stream: &'a str,
+    partitions: u32,
+    size: usize,
+    target_leader: bool,
+    in_flight: usize,
+}
+
+impl Load<'_> {
+    async fn run(&self, total: u64) -> anyhow::Result<Recorder> {
+        let (clients, partitions) = (self.clients, self.partitions);
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..self.publishers {
+            let mut c: StreamsClient<Channel> = clients[t % clients.len()].clone();
+            let (next, stream, size) = (next.clone(), self.stream.to_string(), self.size);
+            let (target_leader, in_flight) = (self.target_leader, self.in_flight);
+            tasks.spawn(async move {
+                let request = |i: u64| {
+                    let mut value = vec![b'x'; size.max(8)];
+                    value[..8].copy_from_slice(&now_us().to_le_bytes());
+                    let partition = if target_leader {
+                        (t % partitions as usize) as u32
+                    } else {
+                        (i % u64::from(partitions)) as u32
+                    };
+                    pb::PublishRequest {
+                        stream: stream.clone(),
+                        partition: Some(partition),
+                        messages: vec![pb::Message {
+                            value,
+                            ..Default::default()
+                        }],
+                        request_id: String::new(),
+                    }
+                };
+                if in_flight > 1 {
+                    return pipelined(c, &next, total, in_flight, request).await;
+                }
+                let mut rec = Recorder::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return rec;
+                    }
+                    let req = request(i);
+                    let t0 = Instant::now();
+                    match tokio::time::timeout(REQUEST_TIMEOUT, c.publish(req)).await {
+                        Ok(Ok(_)) => rec.record_ok(OpKind::Put, t0.elapsed()),
+                        Ok(Err(s)) => rec.record_error(&format!("{:?}", s.code())),
+                        Err(_) => rec.record_error("timeout"),
+                    }
+                }
+            });
+        }
+        let mut all = Recorder::new();
+        while let Some(r) = tasks.join_next().await {
+            all.merge(&r.context("join a publisher")?)?;
+        }
+        Ok(all)
+    }
+}
+
+/// One publisher keeping up to `window` publishes in flight over one `PublishStream` call: the
+/// sender waits for a free slot, the receiver matches answers to send times (answers come in
+/// order) and frees the slot.
+async fn pipelined(
+    mut c: StreamsClient<Channel>,
+    next: &AtomicU64,
+    total: u64,
+    window: usize,
+    request: impl Fn(u64) -> pb::PublishRequest,
+) -> Recorder {
+    let mut rec = Recorder::new();
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::PublishRequest>(window);
+    let slots = Arc::new(tokio::sync::Semaphore::new(window));
+    let sent_at = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let call = c.publish_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let sender = {
+        let (slots, sent_at) = (slots.clone(), sent_at.clone());
+        async move {
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return;
+                }
+                permit.forget();
+                let req = request(i);
+                if let Ok(mut q) = sent_at.lock() {
+                    q.push_back(Instant::now());
+                }
+                if tx.send(req).await.is_err() {
+                    return;
+                }
+            }
+            // Dropping `tx` ends the request stream: the server answers the rest, then ends.
+        }
+    };
+    let receiver = async {
+        let mut answers = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) => {
+                rec.record_error(&format!("{:?}", s.code()));
+                slots.close();
+                return;
+            }
+            Err(_) => {
+                rec.record_error("timeout");
+                slots.close();
+                return;
+            }
+        };
+        loop {
+            match tokio::time::timeout(REQUEST_TIMEOUT, answers.message()).await {
+                Ok(Ok(Some(a))) => {
+                    let t0 = sent_at.lock().ok().and_then(|mut q| q.pop_front());
+                    match (a.error, t0) {
+                        (None, Some(t0)) => rec.record_ok(OpKind::Put, t0.elapsed()),
+                        (Some(e), _) => rec.record_error(&e.code),
+                        (None, None) => rec.record_error("unmatched_answer"),
+                    }
+                    slots.add_permits(1);
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(s)) => {
+                    rec.record_error(&format!("{:?}", s.code()));
+                    break;
+                }
+                Err(_) => {
+                    rec.record_error("timeout");
+                    break;
+                }
+            }
+        }
+        // Whatever was sent and never answered is an error, not silently dropped.
+        let lost = sent_at.lock().map(|q| q.len()).unwrap_or(0);
+        for _ in 0..lost {
+            rec.record_error("unanswered");
+        }
+        slots.close();
+    };
+    tokio::join!(sender, receiver);
+    rec
 }
 
 /// A histogram shared by the followers (a mutex is fine at these rates).
