@@ -57,7 +57,7 @@ echo "meta leader n$META_LEADER, range 1 leader n$(leader_of 1)"
 run() { # name endpoints clients conns
   echo "== $1 clients=$3"
   "$BENCH" --endpoints="$2" --target-leader --clients="$3" --conns="$4" put --key-size=8 --val-size=128 \
-    --sequential-keys --total="$TOTAL" 2>&1 | grep -E "Requests/sec|Average|Slowest|  9[09]|  50%" || true
+    --sequential-keys --total="$TOTAL" 2>&1 | tr '\r' '\n' | grep -E "Requests/sec|Average|Slowest|(50|90|99|99\.9)% in" || true
 }
 for c in 1 50 256; do
   conns=$(( c < 100 ? c : 100 ))
@@ -65,9 +65,9 @@ for c in 1 50 256; do
   run meridian "$MEPS" $c $conns
 done
 echo "== etcd range (linearizable) clients=256"
-"$BENCH" --endpoints="$EEPS" --clients=256 --conns=100 range k --total="$TOTAL" 2>&1 | grep -E "Requests/sec|  99%|  50%" || true
+"$BENCH" --endpoints="$EEPS" --clients=256 --conns=100 range k --total="$TOTAL" 2>&1 | tr '\r' '\n' | grep -E "Requests/sec|(50|99)% in" || true
 echo "== meridian range (linearizable) clients=256"
-"$BENCH" --endpoints="$MEPS" --clients=256 --conns=100 range k --total="$TOTAL" 2>&1 | grep -E "Requests/sec|  99%|  50%" || true
+"$BENCH" --endpoints="$MEPS" --clients=256 --conns=100 range k --total="$TOTAL" 2>&1 | tr '\r' '\n' | grep -E "Requests/sec|(50|99)% in" || true
 echo "== meridian bench"
 for c in 1 50 256; do "$BIN" bench put --endpoints "$MEPS" --clients $c --total "$TOTAL" --key-size 8 --value-size 128 --output json; done
 "$BIN" bench get --endpoints "$MEPS" --clients 256 --total "$TOTAL" --consistency linearizable --output json
