@@ -85,6 +85,24 @@ pub struct RaftGroup {
     freshness: Arc<FollowerFreshness>,
     /// Runs pipelined AppendEntries of one leader stream in order.
     gate: Arc<AppendGate>,
+    /// Linearizable reads waiting for the next shared ReadIndex round.
+    reads: Arc<parking_lot::Mutex<ReadBatch>>,
+}
+
+/// Most time one shared ReadIndex round may take before its readers are told to retry (openraft
+/// bounds its own wait by the leader lease; this only keeps a stuck round from holding the
+/// group's reads forever).
+const READ_ROUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+type ReadWaiter = tokio::sync::oneshot::Sender<Result<(), MeridianError>>;
+
+/// ReadIndex batching, as etcd does it: reads that arrive while a round is in flight wait for
+/// the next round, which starts after they arrived, and share it. One leadership confirmation
+/// (a heartbeat to a quorum) then serves every read of a round instead of one each.
+#[derive(Default)]
+struct ReadBatch {
+    running: bool,
+    waiting: Vec<ReadWaiter>,
 }
 
 pub(crate) fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
@@ -161,6 +179,7 @@ impl RaftGroup {
             router,
             freshness: Arc::new(FollowerFreshness::new(crate::freshness::new_incarnation())),
             gate: Arc::default(),
+            reads: Arc::default(),
         })
     }
 
@@ -213,11 +232,63 @@ impl RaftGroup {
     /// the group (confirmed by a quorum, or within its lease when `lease`) and has applied every
     /// entry committed before the read began.
     pub async fn read_barrier(&self, lease: bool) -> Result<(), MeridianError> {
-        let policy = if lease {
-            ReadPolicy::LeaseRead
-        } else {
-            ReadPolicy::ReadIndex
+        if lease {
+            // Boxed: callers' futures nest deep enough already (a test crate hit rustc's
+            // layout depth limit when this future was inline).
+            return Box::pin(self.read_round(ReadPolicy::LeaseRead)).await;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut b = self.reads.lock();
+            b.waiting.push(tx);
+            !std::mem::replace(&mut b.running, true)
         };
+        if start {
+            // In its own task: a reader that gives up (its timeout drops it) must not take the
+            // round, and the readers waiting on it, with it.
+            let g = self.clone();
+            tokio::spawn(async move { g.run_read_rounds().await });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(MeridianError::unavailable(
+                "the read round was dropped; retry",
+            ))
+        })
+    }
+
+    /// Runs ReadIndex rounds while readers wait: each round serves the readers that were
+    /// waiting when it started, never one that arrived later.
+    async fn run_read_rounds(self) {
+        loop {
+            let readers = {
+                let mut b = self.reads.lock();
+                if b.waiting.is_empty() {
+                    b.running = false;
+                    return;
+                }
+                std::mem::take(&mut b.waiting)
+            };
+            let r = match tokio::time::timeout(
+                READ_ROUND_TIMEOUT,
+                self.read_round(ReadPolicy::ReadIndex),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(MeridianError::unavailable(format!(
+                    "group {} could not confirm its leadership in time",
+                    self.group
+                ))),
+            };
+            for tx in readers {
+                let _ = tx.send(r.clone());
+            }
+        }
+    }
+
+    /// One leadership confirmation by `policy`, then waits until this replica has applied
+    /// everything committed before it began.
+    async fn read_round(&self, policy: ReadPolicy) -> Result<(), MeridianError> {
         match self.raft.ensure_linearizable(policy).await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
