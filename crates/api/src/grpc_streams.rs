@@ -257,8 +257,9 @@ impl<A: ClientApi> StreamsService for GrpcStreams<A> {
         req: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
         let r = req.into_inner();
+        let fence = (!r.member.is_empty()).then_some((r.member.as_str(), r.generation));
         self.streams()?
-            .commit(&r.stream, &r.group, r.partition, r.offset)
+            .commit(&r.stream, &r.group, r.partition, r.offset, fence)
             .await
             .map_err(|e: MeridianError| to_status(e))?;
         Ok(Response::new(pb::CommitResponse {}))

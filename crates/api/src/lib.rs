@@ -10,6 +10,7 @@
 //! - [`etcd`]: etcd's `KV`, `Maintenance` and `Cluster` gRPC services;
 //! - [`grpc_streams`]: Meridian's own `meridian.v1.Streams` gRPC service (event streams);
 //! - [`queue_grpc`]: the `meridian.v1.Queues` gRPC service (work queues);
+//! - [`sse`]: the reading side of server-sent events, for this repository's own clients;
 //! - `keys`: key-range helpers shared by both (etcd's prefix rule);
 //! - `observe`: per-request metrics around every call into the node.
 
@@ -19,6 +20,7 @@ pub mod http;
 mod keys;
 mod observe;
 pub mod queue_grpc;
+pub mod sse;
 
 pub use keys::prefix_range_end;
 

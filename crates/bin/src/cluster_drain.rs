@@ -1,5 +1,6 @@
 //! `meridian cluster drain|remove`: take a node out of service through the HTTP API.
 
+use crate::http_api::HttpApi;
 use anyhow::bail;
 use meridian_node::DrainStatus;
 use std::time::Duration;
@@ -39,40 +40,19 @@ pub struct RemoveArgs {
 /// Pause between progress polls.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-fn url(ep: &str, path: &str) -> String {
-    if ep.starts_with("http") {
-        format!("{ep}{path}")
-    } else {
-        format!("http://{ep}{path}")
-    }
-}
-
-/// Sends `method path` to the first endpoint that answers; an API error is returned as is.
+/// One call to `/v1/cluster/nodes/<node>[/drain]`.
 async fn call(
     endpoints: &[String],
     method: reqwest::Method,
-    path: &str,
+    segments: &[&str],
 ) -> anyhow::Result<serde_json::Value> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()?;
-    let mut last = None;
-    for ep in endpoints {
-        match http.request(method.clone(), url(ep, path)).send().await {
-            Ok(r) => {
-                let status = r.status();
-                let body: serde_json::Value = r.json().await.unwrap_or_default();
-                if status.is_success() {
-                    return Ok(body);
-                }
-                let code = body["error"]["code"].as_str().unwrap_or("unknown");
-                let msg = body["error"]["message"].as_str().unwrap_or("");
-                bail!("{code}: {msg}");
-            }
-            Err(e) => last = Some(anyhow::anyhow!("{ep}: {e}")),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
+    let api = HttpApi::new(endpoints.to_vec())?;
+    let segs: Vec<&str> = ["v1", "cluster", "nodes"]
+        .iter()
+        .chain(segments)
+        .copied()
+        .collect();
+    api.call(method, &segs, &[], None, Duration::ZERO).await
 }
 
 fn line(s: &DrainStatus) -> String {
@@ -91,7 +71,8 @@ fn line(s: &DrainStatus) -> String {
 }
 
 pub async fn drain(a: DrainArgs) -> anyhow::Result<()> {
-    let path = format!("/v1/cluster/nodes/{}/drain", a.node);
+    let node = a.node.to_string();
+    let path = [node.as_str(), "drain"];
     let deadline = std::time::Instant::now() + Duration::from_secs(a.timeout_secs);
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -129,7 +110,7 @@ pub async fn remove(a: RemoveArgs) -> anyhow::Result<()> {
     call(
         &a.endpoints,
         reqwest::Method::DELETE,
-        &format!("/v1/cluster/nodes/{}", a.node),
+        &[&a.node.to_string()],
     )
     .await?;
     println!("removed node {}", a.node);

@@ -1,4 +1,5 @@
-//! `meridian kv get|put|del|scan|cas`: read and write keys through [`meridian_client::Client`].
+//! `meridian kv get|put|del|scan|cas|watch`: read and write keys through
+//! [`meridian_client::Client`] (`watch` through `GET /v1/watch`, see [`crate::watch_cmd`]).
 //!
 //! Errors end the command with a non-zero exit and `error: <code>: <message>` on stderr (the
 //! client's errors print as `<code>: <message>`, so no context is added to them). `cas` exits 1
@@ -42,7 +43,28 @@ enum KvCmd {
         consistency: Consistency,
     },
     /// Write a value (read from stdin when VALUE is left out); prints the revision.
-    Put { key: String, value: Option<String> },
+    Put {
+        key: String,
+        value: Option<String>,
+        /// Attach the key to this lease (`meridian lease grant`): it is deleted when the lease
+        /// ends. `0x` hexadecimal or decimal.
+        #[arg(long, value_parser = crate::lease_cmd::parse_id)]
+        lease: Option<i64>,
+    },
+    /// Print every change to KEY (or to every key starting with it) as it happens, until
+    /// Ctrl-C; resumes by itself when a node goes away.
+    Watch {
+        key: String,
+        /// Watch every key starting with KEY.
+        #[arg(long)]
+        prefix: bool,
+        /// Start with the changes since this revision (history first, then live).
+        #[arg(long)]
+        from_revision: Option<u64>,
+        /// Include each key's previous value (JSON output).
+        #[arg(long)]
+        prev_kv: bool,
+    },
     /// Delete a key, or every key starting with it; prints how many were deleted.
     Del {
         key: String,
@@ -114,16 +136,37 @@ struct ScanJson<'a> {
 }
 
 pub async fn run(args: KvArgs) -> anyhow::Result<()> {
+    if let KvCmd::Watch {
+        key,
+        prefix,
+        from_revision,
+        prev_kv,
+    } = args.cmd
+    {
+        return crate::watch_cmd::run(crate::watch_cmd::WatchArgs {
+            endpoints: args.endpoints,
+            key,
+            prefix,
+            from_revision,
+            prev_kv,
+            output: args.output,
+        })
+        .await;
+    }
     let client = Client::connect(args.endpoints)?;
     let out = args.output;
     match args.cmd {
+        KvCmd::Watch { .. } => unreachable!("served above"),
         KvCmd::Get { key, consistency } => get(&client, out, &key, consistency).await,
-        KvCmd::Put { key, value } => {
+        KvCmd::Put { key, value, lease } => {
             let value = match value {
                 Some(v) => v.into_bytes(),
                 None => read_stdin()?,
             };
-            let revision = client.put(&key, &value).await?;
+            let revision = match lease {
+                Some(l) => client.put_with_lease(&key, &value, l).await?,
+                None => client.put(&key, &value).await?,
+            };
             match out {
                 Output::Text => println!("{revision}"),
                 Output::Json => println!("{}", serde_json::json!({ "revision": revision })),

@@ -6,13 +6,16 @@ mod cluster;
 mod cluster_drain;
 mod cluster_latency;
 mod config;
+mod http_api;
 mod kv_cmd;
+mod lease_cmd;
 mod placement_cmd;
 mod playground;
 mod queue_cmd;
 mod server;
 mod status_view;
 mod stream_cmd;
+mod watch_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -37,8 +40,10 @@ enum Cmd {
     Server(server::ServerArgs),
     /// Create a cluster and look at it.
     Cluster(cluster::ClusterArgs),
-    /// Read and write keys.
+    /// Read, write and watch keys.
     Kv(kv_cmd::KvArgs),
+    /// Leases: keys that vanish when their lease is not kept alive.
+    Lease(lease_cmd::LeaseArgs),
     /// Say where each key prefix's replicas and leaders live.
     Placement(placement_cmd::PlacementArgs),
     /// Measure throughput and latency against a running cluster.
@@ -87,6 +92,10 @@ fn main() -> std::process::ExitCode {
             Cmd::Kv(a) => {
                 init_tracing("warn");
                 kv_cmd::run(a).await
+            }
+            Cmd::Lease(a) => {
+                init_tracing("warn");
+                lease_cmd::run(a).await
             }
             Cmd::Placement(a) => {
                 init_tracing("warn");

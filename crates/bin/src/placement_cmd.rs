@@ -4,15 +4,15 @@
 //! A rule governs only ranges whose keys all begin with its prefix; ranges do not split on their
 //! own yet, so create the cluster with `cluster init --split-at` at the prefixes rules will name.
 
+use crate::http_api::HttpApi;
 use crate::kv_cmd::Output;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use meridian_node::PlacementView;
 use serde::Serialize;
 use std::fmt::Write;
 use std::time::Duration;
 
 /// Time allowed for one call (a rule change waits for the meta group to commit it).
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Args)]
 pub struct PlacementArgs {
@@ -81,8 +81,7 @@ struct RuleBody<'a> {
 }
 
 pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(CALL_TIMEOUT).build()?;
-    let eps = &a.endpoints;
+    let api = HttpApi::new(a.endpoints)?;
     match a.cmd {
         PlacementCmd::Set {
             prefix,
@@ -92,7 +91,7 @@ pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
             survival,
             leader_regions,
         } => {
-            let body = serde_json::to_vec(&RuleBody {
+            let body = serde_json::to_value(RuleBody {
                 replicas,
                 regions: &regions,
                 zones: &zones,
@@ -102,15 +101,15 @@ pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
                 },
                 leader_regions: &leader_regions,
             })?;
-            let v = call(&http, eps, reqwest::Method::PUT, Some(&prefix), Some(body)).await?;
+            let v = call(&api, reqwest::Method::PUT, Some(&prefix), Some(body)).await?;
             print_rule(a.output, &v)
         }
         PlacementCmd::Get { prefix } => {
-            let v = call(&http, eps, reqwest::Method::GET, Some(&prefix), None).await?;
+            let v = call(&api, reqwest::Method::GET, Some(&prefix), None).await?;
             print_rule(a.output, &v)
         }
         PlacementCmd::List => {
-            let v = call(&http, eps, reqwest::Method::GET, None, None).await?;
+            let v = call(&api, reqwest::Method::GET, None, None).await?;
             match a.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
                 Output::Text => {
@@ -122,7 +121,7 @@ pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
             Ok(())
         }
         PlacementCmd::Delete { prefix } => {
-            let v = call(&http, eps, reqwest::Method::DELETE, Some(&prefix), None).await?;
+            let v = call(&api, reqwest::Method::DELETE, Some(&prefix), None).await?;
             match a.output {
                 Output::Json => println!("{v}"),
                 Output::Text if v["deleted"] == true => println!("deleted"),
@@ -144,68 +143,18 @@ fn print_rule(out: Output, v: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `http://ep/v1/placement` (no prefix) or `http://ep/v1/placement/<prefix, percent-encoded>`.
-fn url_for(ep: &str, prefix: Option<&str>) -> anyhow::Result<reqwest::Url> {
-    let base = if ep.starts_with("http") {
-        ep.to_string()
-    } else {
-        format!("http://{ep}")
-    };
-    let mut url = reqwest::Url::parse(&base).with_context(|| format!("parse endpoint {ep:?}"))?;
-    {
-        let mut segs = url
-            .path_segments_mut()
-            .map_err(|_| anyhow::anyhow!("endpoint {ep:?} cannot take a path"))?;
-        segs.clear().push("v1").push("placement");
-        if let Some(p) = prefix {
-            // One segment even if the prefix holds '/': it is sent as %2F.
-            segs.push(p);
-        }
-    }
-    Ok(url)
-}
-
-/// Sends one request to the first endpoint that answers; a JSON error answer becomes
-/// `code: message`.
+/// One call to `/v1/placement` (no prefix) or `/v1/placement/<prefix, one segment>`.
 async fn call(
-    http: &reqwest::Client,
-    endpoints: &[String],
+    api: &HttpApi,
     method: reqwest::Method,
     prefix: Option<&str>,
-    body: Option<Vec<u8>>,
+    body: Option<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut last = None;
-    for ep in endpoints {
-        let mut req = http.request(method.clone(), url_for(ep, prefix)?);
-        if let Some(b) = &body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.clone());
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                last = Some(anyhow::anyhow!("{ep}: {e}"));
-                continue;
-            }
-        };
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{ep} answered {status} with a body that is not JSON"))?;
-        if status.is_success() {
-            return Ok(v);
-        }
-        let code = v["error"]["code"].as_str().unwrap_or("unknown");
-        let msg = v["error"]["message"].as_str().unwrap_or("");
-        // Try another node only on errors another node might not have.
-        if status.is_server_error() && endpoints.len() > 1 {
-            last = Some(anyhow::anyhow!("{code}: {msg}"));
-            continue;
-        }
-        bail!("{code}: {msg}");
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
+    let mut segs = vec!["v1", "placement"];
+    // One segment even if the prefix holds '/': it is sent as %2F.
+    segs.extend(prefix);
+    api.call(method, &segs, &[], body.as_ref(), Duration::ZERO)
+        .await
 }
 
 fn show_prefix(p: &str) -> String {
@@ -309,22 +258,6 @@ mod tests {
             ranges,
             implicit: false,
         }
-    }
-
-    #[test]
-    fn urls_keep_the_prefix_in_one_segment() {
-        assert_eq!(
-            url_for("127.0.0.1:2379", Some("eu/a b")).unwrap().as_str(),
-            "http://127.0.0.1:2379/v1/placement/eu%2Fa%20b"
-        );
-        assert_eq!(
-            url_for("http://h:1", Some("")).unwrap().as_str(),
-            "http://h:1/v1/placement/"
-        );
-        assert_eq!(
-            url_for("h:1", None).unwrap().as_str(),
-            "http://h:1/v1/placement"
-        );
     }
 
     #[test]

@@ -1,13 +1,11 @@
 //! `meridian queue create|list|delete|stats|send|receive|ack|nack|extend`: work queues through
 //! `/v1/queues`.
 
+use crate::http_api::HttpApi;
 use crate::kv_cmd::Output;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// Time allowed for one call beyond a receive's own wait.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Args)]
 pub struct QueueArgs {
@@ -145,8 +143,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let eps = &a.endpoints;
+    let api = HttpApi::new(a.endpoints)?;
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
     let (v, text) = match a.cmd {
@@ -165,12 +162,12 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
                 "delay_ms": ms(delay),
                 "colocate": colocate,
             });
-            let v = call(&http, eps, reqwest::Method::PUT, &[&name], Some(body), None).await?;
+            let v = call(&api, reqwest::Method::PUT, &[&name], Some(body), None).await?;
             let text = format!("created queue {name} in range {}", v["range"]);
             (v, text)
         }
         QueueCmd::List => {
-            let v = call(&http, eps, get, &[], None, None).await?;
+            let v = call(&api, get, &[], None, None).await?;
             let mut text = String::from("NAME\tRANGE\tVISIBILITY_MS\tMAX_DELIVERIES\tDEAD_LETTER");
             for q in v["queues"].as_array().into_iter().flatten() {
                 text.push_str(&format!(
@@ -185,7 +182,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             (v, text)
         }
         QueueCmd::Delete { name } => {
-            let v = call(&http, eps, reqwest::Method::DELETE, &[&name], None, None).await?;
+            let v = call(&api, reqwest::Method::DELETE, &[&name], None, None).await?;
             let text = if v["deleted"] == true {
                 format!("deleted queue {name}")
             } else {
@@ -194,7 +191,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             (v, text)
         }
         QueueCmd::Stats { name } => {
-            let v = call(&http, eps, get, &[&name, "stats"], None, None).await?;
+            let v = call(&api, get, &[&name, "stats"], None, None).await?;
             let c = &v["counters"];
             let text = format!(
                 "ready {} (delayed {})  in flight {}  dead {}\nsent {}  delivered {}  redelivered {}  acked {}  nacked {}  expired {}  dead-lettered {}",
@@ -231,7 +228,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
                 "delay_ms": delay.map(ms),
                 "attributes": attributes,
             });
-            let v = call(&http, eps, post, &[&name, "messages"], Some(msg), None).await?;
+            let v = call(&api, post, &[&name, "messages"], Some(msg), None).await?;
             let m = &v["messages"][0];
             let text = if m["duplicate"] == true {
                 format!("duplicate of message {}", m["id"])
@@ -246,19 +243,11 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             wait,
             visibility_timeout,
         } => {
-            let mut query = format!("max={max}&wait_ms={}", ms(wait));
+            let mut query = vec![("max", max.to_string()), ("wait_ms", ms(wait).to_string())];
             if let Some(vt) = visibility_timeout {
-                query.push_str(&format!("&visibility_timeout_ms={}", ms(vt)));
+                query.push(("visibility_timeout_ms", ms(vt).to_string()));
             }
-            let v = call(
-                &http,
-                eps,
-                post,
-                &[&name, "receive"],
-                None,
-                Some((&query, wait)),
-            )
-            .await?;
+            let v = call(&api, post, &[&name, "receive"], None, Some((&query, wait))).await?;
             let mut text = String::new();
             for m in v["messages"].as_array().into_iter().flatten() {
                 if !text.is_empty() {
@@ -278,7 +267,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
         }
         QueueCmd::Ack { name, receipts } => {
             let body = json!({ "receipts": receipts });
-            let v = call(&http, eps, post, &[&name, "ack"], Some(body), None).await?;
+            let v = call(&api, post, &[&name, "ack"], Some(body), None).await?;
             let mut text = String::new();
             let mut failed = false;
             for r in v["results"].as_array().into_iter().flatten() {
@@ -312,7 +301,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             error,
         } => {
             let body = json!({ "receipt": receipt, "delay_ms": ms(delay), "error": error });
-            let v = call(&http, eps, post, &[&name, "nack"], Some(body), None).await?;
+            let v = call(&api, post, &[&name, "nack"], Some(body), None).await?;
             (v, format!("nacked {receipt}"))
         }
         QueueCmd::Extend {
@@ -321,7 +310,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             timeout,
         } => {
             let body = json!({ "receipt": receipt, "timeout_ms": ms(timeout) });
-            let v = call(&http, eps, post, &[&name, "extend"], Some(body), None).await?;
+            let v = call(&api, post, &[&name, "extend"], Some(body), None).await?;
             let text = format!("{receipt} invisible until {} ms", v["deadline_ms"]);
             (v, text)
         }
@@ -333,67 +322,18 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `http://ep/v1/queues/<segments...>`.
-fn url_for(ep: &str, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
-    let base = if ep.starts_with("http") {
-        ep.to_string()
-    } else {
-        format!("http://{ep}")
-    };
-    let mut url = reqwest::Url::parse(&base).with_context(|| format!("parse endpoint {ep:?}"))?;
-    {
-        let mut segs = url
-            .path_segments_mut()
-            .map_err(|_| anyhow::anyhow!("endpoint {ep:?} cannot take a path"))?;
-        segs.clear().push("v1").push("queues");
-        for s in segments {
-            segs.push(s);
-        }
-    }
-    Ok(url)
-}
-
-/// Sends one request to the first endpoint that answers; a JSON error answer becomes
-/// `code: message`. `query` carries a query string and how long the server may wait.
+/// One call to `/v1/queues/<segments...>`; `query` carries a query string and how long the
+/// server may wait (a receive's long poll).
 async fn call(
-    http: &reqwest::Client,
-    endpoints: &[String],
+    api: &HttpApi,
     method: reqwest::Method,
     segments: &[&str],
     body: Option<Value>,
-    query: Option<(&str, Duration)>,
+    query: Option<(&[(&str, String)], Duration)>,
 ) -> anyhow::Result<Value> {
-    let mut last = None;
-    for ep in endpoints {
-        let mut url = url_for(ep, segments)?;
-        let mut timeout = CALL_TIMEOUT;
-        if let Some((q, wait)) = query {
-            url.set_query(Some(q));
-            timeout += wait;
-        }
-        let mut req = http.request(method.clone(), url).timeout(timeout);
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                last = Some(anyhow::anyhow!("{ep}: {e}"));
-                continue;
-            }
-        };
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let v: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{ep} answered {status} with a body that is not JSON"))?;
-        if status.is_success() {
-            return Ok(v);
-        }
-        let code = v["error"]["code"].as_str().unwrap_or("unknown");
-        let msg = v["error"]["message"].as_str().unwrap_or("");
-        bail!("{code}: {msg}");
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoint given")))
+    let segs: Vec<&str> = ["v1", "queues"].iter().chain(segments).copied().collect();
+    let (q, wait) = query.unwrap_or((&[], Duration::ZERO));
+    api.call(method, &segs, q, body.as_ref(), wait).await
 }
 
 #[cfg(test)]

@@ -1,14 +1,13 @@
 //! `meridian stream create|list|info|delete|publish|read|follow|groups`: event streams through
 //! `/v1/streams`.
 
+use crate::http_api::HttpApi;
 use crate::kv_cmd::Output;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 use std::io::BufRead;
 use std::time::Duration;
 
-/// Time allowed for one call (a long poll adds its wait).
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Messages sent per request when publishing lines from stdin.
 const STDIN_BATCH: usize = 500;
 /// How long one poll of `follow` waits for a message.
@@ -117,12 +116,8 @@ enum StreamCmd {
 }
 
 pub async fn run(a: StreamArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(CALL_TIMEOUT + Duration::from_millis(FOLLOW_WAIT_MS))
-        .build()?;
     let c = Caller {
-        http,
-        endpoints: a.endpoints,
+        api: HttpApi::new(a.endpoints)?,
     };
     let out = a.output;
     match a.cmd {
@@ -368,38 +363,13 @@ fn print_messages(out: Output, partition: u32, v: &Value) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The stream routes (`/v1/streams/...`) of [`HttpApi`].
 struct Caller {
-    http: reqwest::Client,
-    endpoints: Vec<String>,
+    api: HttpApi,
 }
 
 impl Caller {
-    fn url(&self, ep: &str, path: &[&str], q: &[(&str, String)]) -> anyhow::Result<reqwest::Url> {
-        let base = if ep.starts_with("http") {
-            ep.to_string()
-        } else {
-            format!("http://{ep}")
-        };
-        let mut url =
-            reqwest::Url::parse(&base).with_context(|| format!("parse endpoint {ep:?}"))?;
-        {
-            let mut segs = url
-                .path_segments_mut()
-                .map_err(|_| anyhow::anyhow!("endpoint {ep:?} cannot take a path"))?;
-            segs.clear().push("v1").push("streams");
-            for s in path {
-                segs.push(s);
-            }
-        }
-        if !q.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(q.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        Ok(url)
-    }
-
-    /// Sends one request to the first endpoint that answers; a JSON error answer becomes
-    /// `code: message`.
+    /// One call; a long poll (`wait_ms`) may hold it up to [`FOLLOW_WAIT_MS`] on top.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -407,34 +377,8 @@ impl Caller {
         q: &[(&str, String)],
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut last = None;
-        for ep in &self.endpoints {
-            let mut req = self.http.request(method.clone(), self.url(ep, path, q)?);
-            if let Some(b) = &body {
-                req = req.json(b);
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = Some(anyhow::anyhow!("{ep}: {e}"));
-                    continue;
-                }
-            };
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            let v: Value = serde_json::from_str(&text)
-                .with_context(|| format!("{ep} answered {status} with a body that is not JSON"))?;
-            if status.is_success() {
-                return Ok(v);
-            }
-            let code = v["error"]["code"].as_str().unwrap_or("unknown");
-            let msg = v["error"]["message"].as_str().unwrap_or("");
-            if status.is_server_error() && self.endpoints.len() > 1 {
-                last = Some(anyhow::anyhow!("{code}: {msg}"));
-                continue;
-            }
-            bail!("{code}: {msg}");
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no endpoints given")))
+        let segs: Vec<&str> = ["v1", "streams"].iter().chain(path).copied().collect();
+        let wait = Duration::from_millis(FOLLOW_WAIT_MS);
+        self.api.call(method, &segs, q, body.as_ref(), wait).await
     }
 }

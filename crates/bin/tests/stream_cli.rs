@@ -193,14 +193,29 @@ fn streams_from_the_command_line_and_http() {
             .await
             .unwrap();
         assert_eq!(hb["partitions"].as_array().unwrap().len(), 2, "{hb}");
-        let r = http
-            .post(format!("http://{a}/v1/streams/orders/groups/g1/commit"))
-            .body(r#"{"partition":1,"offset":2}"#)
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .unwrap();
+        let generation = hb["generation"].as_u64().unwrap();
+        let commit = |body: String| {
+            http.post(format!("http://{a}/v1/streams/orders/groups/g1/commit"))
+                .body(body)
+                .header("content-type", "application/json")
+                .send()
+        };
+        let r = commit(format!(
+            r#"{{"partition":1,"offset":2,"member":"m1","generation":{generation}}}"#
+        ))
+        .await
+        .unwrap();
         assert!(r.status().is_success());
+        // A commit in a generation that is over is refused with a stable code.
+        let r = commit(format!(
+            r#"{{"partition":1,"offset":1,"member":"m1","generation":{}}}"#,
+            generation + 1
+        ))
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 409);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "stale_generation", "{e}");
         // gRPC: publish through one node, follow through another from that offset.
         use meridian_proto::v1 as pb;
         let mut ga = pb::streams_client::StreamsClient::connect(format!("http://{a}"))

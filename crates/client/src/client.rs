@@ -161,6 +161,24 @@ impl Client {
         Ok(header_revision(resp.header.as_ref()))
     }
 
+    /// Writes `value` at `key` attached to `lease` (the key is deleted when the lease ends);
+    /// returns the write's revision.
+    pub async fn put_with_lease(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        lease: i64,
+    ) -> Result<u64, ClientError> {
+        let req = pb::PutRequest {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            lease,
+            ..Default::default()
+        };
+        let resp = self.put_request(req, Idempotence::Idempotent).await?;
+        Ok(header_revision(resp.header.as_ref()))
+    }
+
     /// Writes `value` at `key` and returns the previous key-value too, if there was one.
     pub async fn put_prev(
         &self,

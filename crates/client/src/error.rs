@@ -5,7 +5,7 @@
 use tonic::Code;
 
 /// etcd's exact texts, which Meridian keeps for etcd clients, and the stable codes they mean.
-const ETCD_TEXTS: [(&str, &str); 3] = [
+const ETCD_TEXTS: [(&str, &str); 4] = [
     (
         "etcdserver: mvcc: required revision has been compacted",
         "compacted",
@@ -15,6 +15,7 @@ const ETCD_TEXTS: [(&str, &str); 3] = [
         "future_revision",
     ),
     ("etcdserver: request is too large", "request_too_large"),
+    ("etcdserver: requested lease not found", "lease_not_found"),
 ];
 
 /// Longest prefix taken for a stable code in a server message.
@@ -201,6 +202,8 @@ mod tests {
             ClientError::from_status("e", &s).code(),
             "request_too_large"
         );
+        let s = tonic::Status::not_found("etcdserver: requested lease not found");
+        assert_eq!(ClientError::from_status("e", &s).code(), "lease_not_found");
         // Another etcdserver text is not mistaken for a code.
         let s = tonic::Status::invalid_argument("etcdserver: key is not provided");
         assert_eq!(ClientError::from_status("e", &s).code(), "invalid_argument");

@@ -517,12 +517,21 @@ impl Streams {
     }
 
     /// Stores `group`'s committed offset on `partition`: the next offset it will read.
+    ///
+    /// With `fence = (member, generation)` (what a member's heartbeat answered) the commit is
+    /// fenced: refused with `stale_generation` unless the coordinator's group is still at that
+    /// generation with the partition assigned to the member, and refused by the partition once
+    /// a commit of a later generation has landed there (a check at the coordinator and the
+    /// commit in the partition's range are two steps; the partition's fence closes the gap, so
+    /// a member rebalanced away never moves the offset back under the new owner). Without a
+    /// fence the commit is stored as asked (a tool resetting a group's offset).
     pub async fn commit(
         &self,
         stream: &str,
         group: &str,
         partition: u32,
         offset: u64,
+        fence: Option<(&str, u64)>,
     ) -> Result<(), MeridianError> {
         let spec = self.spec(stream)?;
         check_name(group, "group")?;
@@ -532,11 +541,27 @@ impl Streams {
                 spec.partitions - 1
             )));
         }
+        let generation = match fence {
+            None => None,
+            Some((member, generation)) => {
+                check_name(member, "member")?;
+                let coordinator = self.partition_info(&spec, 0).await?;
+                check_fence(
+                    coordinator.groups.get(group),
+                    group,
+                    member,
+                    generation,
+                    partition,
+                )?;
+                Some(generation)
+            }
+        };
         let cmd = StreamCommand::Commit {
             stream: stream.to_string(),
             partition,
             group: group.to_string(),
             offset,
+            generation,
         };
         self.command(spec.ranges[partition as usize].group(), cmd, None)
             .await?;
@@ -576,6 +601,40 @@ impl Streams {
             partitions,
         })
     }
+}
+
+/// Whether `member` may commit `partition` in `generation`, by the coordinator's `group`.
+fn check_fence(
+    group: Option<&GroupInfo>,
+    name: &str,
+    member: &str,
+    generation: u64,
+    partition: u32,
+) -> Result<(), MeridianError> {
+    let stale = |why: String| MeridianError::new(ErrorCode::StaleGeneration, why);
+    let Some(g) = group else {
+        return Err(stale(format!(
+            "group {name} has no members: heartbeat to join it before committing"
+        )));
+    };
+    if g.generation != generation {
+        return Err(stale(format!(
+            "group {name} is at generation {}, not {generation}: heartbeat to learn the \
+             partitions you hold",
+            g.generation
+        )));
+    }
+    if !g
+        .members
+        .get(member)
+        .is_some_and(|ps| ps.contains(&partition))
+    {
+        return Err(stale(format!(
+            "partition {partition} is not assigned to member {member} of group {name} in \
+             generation {generation}"
+        )));
+    }
+    Ok(())
 }
 
 fn check_name(s: &str, what: &str) -> Result<(), MeridianError> {

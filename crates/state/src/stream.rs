@@ -98,12 +98,15 @@ pub enum StreamCommand {
         group: String,
         member: String,
     },
-    /// Stores a group's committed offset (the next offset to read) for one partition.
+    /// Stores a group's committed offset (the next offset to read) for one partition. With a
+    /// `generation` (a member's commit, checked against the coordinator first) it is refused
+    /// once a commit of a later generation has been stored here.
     Commit {
         stream: String,
         partition: u32,
         group: String,
         offset: u64,
+        generation: Option<u64>,
     },
 }
 
@@ -197,6 +200,8 @@ pub struct PartitionState {
     commits: BTreeMap<String, u64>,
     /// Consumer groups (only in partition 0, the coordinator).
     groups: BTreeMap<String, ConsumerGroup>,
+    /// By group: the latest generation a member's commit carried here (the fence).
+    fences: BTreeMap<String, u64>,
 }
 
 impl PartitionState {
@@ -375,8 +380,17 @@ impl PartitionState {
         }
     }
 
-    /// Stores `group`'s committed offset; refused past the end.
-    pub fn commit(&mut self, now_ms: u64, group: &str, offset: u64) -> Result<(), MeridianError> {
+    /// Stores `group`'s committed offset; refused past the end. A member's commit carries its
+    /// `generation` and is refused (`stale_generation`) once a commit of a later generation is
+    /// stored: a member rebalanced away cannot move the offset back under the partition's new
+    /// owner. A commit without one (a tool resetting the offset) is not fenced.
+    pub fn commit(
+        &mut self,
+        now_ms: u64,
+        group: &str,
+        offset: u64,
+        generation: Option<u64>,
+    ) -> Result<(), MeridianError> {
         self.tick_clock(now_ms);
         if offset > self.end_offset() {
             return Err(MeridianError::invalid(format!(
@@ -384,8 +398,26 @@ impl PartitionState {
                 self.end_offset()
             )));
         }
+        if let Some(generation) = generation {
+            let fence = self.fences.get(group).copied().unwrap_or(0);
+            if generation < fence {
+                return Err(MeridianError::new(
+                    ErrorCode::StaleGeneration,
+                    format!(
+                        "group {group} committed in generation {fence} here; generation \
+                         {generation} is over (heartbeat to learn the partitions you hold)"
+                    ),
+                ));
+            }
+            self.fences.insert(group.to_string(), generation);
+        }
         self.commits.insert(group.to_string(), offset);
         Ok(())
+    }
+
+    /// By group: the latest generation a member's commit carried here.
+    pub fn fences(&self) -> &BTreeMap<String, u64> {
+        &self.fences
     }
 
     /// Reads up to `max_count` messages and about `max_bytes` (at least one message if any).
@@ -489,8 +521,13 @@ impl StreamsState {
                 p.leave(now, group, member);
                 StreamResult::Done
             }
-            StreamCommand::Commit { group, offset, .. } => {
-                p.commit(now, group, *offset)?;
+            StreamCommand::Commit {
+                group,
+                offset,
+                generation,
+                ..
+            } => {
+                p.commit(now, group, *offset, *generation)?;
                 StreamResult::Done
             }
             StreamCommand::CreatePartition { .. } | StreamCommand::DropPartition { .. } => {

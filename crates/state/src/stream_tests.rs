@@ -8,7 +8,8 @@ enum Op {
     Publish(Vec<(Option<u8>, usize, Option<u8>)>),
     Tick,
     Read(u8, u64, usize, u64),
-    Commit(u8, u64),
+    /// Group, offset, and a member's generation (none: an unfenced commit).
+    Commit(u8, u64, Option<u64>),
 }
 
 fn op() -> impl Strategy<Value = (i64, Op)> {
@@ -21,7 +22,8 @@ fn op() -> impl Strategy<Value = (i64, Op)> {
         4 => proptest::collection::vec(msg, 1..5).prop_map(Op::Publish),
         1 => Just(Op::Tick),
         2 => (0u8..4, 0u64..60, 0usize..8, 0u64..80).prop_map(|(k, o, c, b)| Op::Read(k, o, c, b)),
-        1 => (0u8..3, 0u64..60).prop_map(|(g, o)| Op::Commit(g, o)),
+        2 => (0u8..3, 0u64..60, proptest::option::of(0u64..5))
+            .prop_map(|(g, o, n)| Op::Commit(g, o, n)),
     ];
     // Clock steps: mostly forward, sometimes backwards (a new leader's clock is behind).
     (-3_000i64..50_000, op)
@@ -35,6 +37,7 @@ struct Model {
     clock: u64,
     dedup: Vec<(String, u64, u64)>,
     commits: BTreeMap<String, u64>,
+    fences: BTreeMap<String, u64>,
 }
 
 impl Model {
@@ -195,20 +198,27 @@ proptest! {
                     prop_assert_eq!(r.next_offset, (m.first + start + want.len()) as u64);
                     prop_assert_eq!(&r.messages, &want);
                 }
-                Op::Commit(g, o) => {
+                Op::Commit(g, o, generation) => {
                     let group = format!("g{g}");
                     let got = s.apply(&entry(StreamCommand::Commit {
                         stream: "s".into(),
                         partition: 0,
                         group: group.clone(),
                         offset: o,
+                        generation,
                     }));
                     m.clock = m.clock.max(leader_now);
-                    if o <= m.all.len() as u64 {
-                        prop_assert!(got.is_ok());
-                        m.commits.insert(group, o);
+                    let fence = m.fences.get(&group).copied().unwrap_or(0);
+                    if o > m.all.len() as u64 {
+                        prop_assert_eq!(got.unwrap_err().code, ErrorCode::InvalidArgument);
+                    } else if generation.is_some_and(|n| n < fence) {
+                        prop_assert_eq!(got.unwrap_err().code, ErrorCode::StaleGeneration);
                     } else {
-                        prop_assert!(got.is_err());
+                        prop_assert!(got.is_ok());
+                        if let Some(n) = generation {
+                            m.fences.insert(group.clone(), n);
+                        }
+                        m.commits.insert(group, o);
                     }
                 }
             }
@@ -217,6 +227,7 @@ proptest! {
             prop_assert_eq!(p.end_offset(), m.all.len() as u64);
             prop_assert_eq!(p.clock_ms(), m.clock);
             prop_assert_eq!(p.commits(), &m.commits);
+            prop_assert_eq!(p.fences(), &m.fences);
             let all = p.read(ReadFrom::Earliest, usize::MAX, u64::MAX);
             prop_assert_eq!(&all.messages[..], m.retained());
             prop_assert_eq!(p.bytes(), m.retained().iter().map(StreamMessage::size).sum::<u64>());

@@ -6,7 +6,7 @@
 use meridian_node::stream::{CreateStreamRequest, PartitionReadRequest, Published, Streams};
 use meridian_state::stream::{NewMessage, ReadFrom, Retention, StreamRead};
 use meridian_tests::{TestCluster, wait_until};
-use meridian_types::{GroupId, NodeId, RangeId};
+use meridian_types::{ErrorCode, GroupId, NodeId, RangeId};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -275,11 +275,39 @@ async fn consumer_groups_rebalance_on_leave_and_timeout_and_resume_from_commits(
         req.max_count = 4;
         let r = s2.read(req).await.unwrap();
         assert_eq!(r.messages.len(), 4);
-        s2.commit("ev", "g", *p, r.next_offset).await.unwrap();
+        let fence = Some(("m2", a2.generation));
+        s2.commit("ev", "g", *p, r.next_offset, fence)
+            .await
+            .unwrap();
     }
+    // A member may not commit a partition it does not hold.
+    let other = *mine.iter().next().unwrap();
+    let e = s2
+        .commit("ev", "g", other, 1, Some(("m2", a2.generation)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StaleGeneration, "{e}");
     s2.leave("ev", "g", "m2").await.unwrap();
     let a1 = s.heartbeat("ev", "g", "m1", 5_000).await.unwrap();
     assert_eq!(a1.partitions.len(), 4);
+    assert!(a1.generation > a2.generation);
+    // m2 was rebalanced away: its late commit (it read more before it knew) is fenced off and
+    // cannot move the offset its partitions' new owner reads from.
+    let late = *theirs.iter().next().unwrap();
+    let e = s2
+        .commit("ev", "g", late, 9, Some(("m2", a2.generation)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StaleGeneration, "{e}");
+    // m1 with its previous generation is fenced off too, with the current one it may commit.
+    let e = s
+        .commit("ev", "g", other, 0, Some(("m1", a2.generation)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::StaleGeneration, "{e}");
+    s.commit("ev", "g", other, 0, Some(("m1", a1.generation)))
+        .await
+        .unwrap();
     // m1 picks m2's partitions up at their committed offsets (at-least-once, nothing skipped).
     for (p, committed) in &a1.partitions {
         if theirs.contains(p) {

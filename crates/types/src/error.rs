@@ -45,6 +45,9 @@ pub enum ErrorCode {
     StaleReceipt,
     /// A queue holds as many messages as it may.
     QueueFull,
+    /// A consumer-group commit from a member whose generation is over (the group rebalanced
+    /// since its last heartbeat) or that no longer holds the partition.
+    StaleGeneration,
 }
 
 impl ErrorCode {
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::QueueNotFound => "queue_not_found",
             ErrorCode::QueueExists => "queue_exists",
             ErrorCode::StaleReceipt => "stale_receipt",
+            ErrorCode::StaleGeneration => "stale_generation",
             ErrorCode::QueueFull => "queue_full",
         }
     }

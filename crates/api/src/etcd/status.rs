@@ -42,7 +42,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::LeaseNotFound => Code::NotFound,
         ErrorCode::QueueNotFound => Code::NotFound,
         ErrorCode::QueueExists => Code::AlreadyExists,
-        ErrorCode::StaleReceipt => Code::FailedPrecondition,
+        ErrorCode::StaleReceipt | ErrorCode::StaleGeneration => Code::FailedPrecondition,
         ErrorCode::QueueFull => Code::ResourceExhausted,
     }
 }

@@ -46,7 +46,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::StreamNotFound => StatusCode::NOT_FOUND,
         ErrorCode::LeaseNotFound => StatusCode::NOT_FOUND,
         ErrorCode::QueueNotFound => StatusCode::NOT_FOUND,
-        ErrorCode::QueueExists | ErrorCode::StaleReceipt => StatusCode::CONFLICT,
+        ErrorCode::QueueExists | ErrorCode::StaleReceipt | ErrorCode::StaleGeneration => {
+            StatusCode::CONFLICT
+        }
         ErrorCode::QueueFull => StatusCode::TOO_MANY_REQUESTS,
     }
 }
@@ -135,6 +137,7 @@ mod tests {
             (ErrorCode::QueueNotFound, 404),
             (ErrorCode::QueueExists, 409),
             (ErrorCode::StaleReceipt, 409),
+            (ErrorCode::StaleGeneration, 409),
             (ErrorCode::QueueFull, 429),
         ];
         for (code, status) in table {

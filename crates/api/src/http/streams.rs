@@ -11,7 +11,7 @@
 //! | `GET /v1/streams/{name}/partitions/{p}/follow` | the same as server-sent events, one per message (`id:` the offset; `Last-Event-ID` resumes) |
 //! | `POST /v1/streams/{name}/groups/{group}/heartbeat` | join or heartbeat `{"member":"m1","session_timeout_ms":10000}`: generation and partitions with committed offsets |
 //! | `POST /v1/streams/{name}/groups/{group}/leave` | `{"member":"m1"}` |
-//! | `POST /v1/streams/{name}/groups/{group}/commit` | `{"partition":0,"offset":42}`: the next offset the group reads |
+//! | `POST /v1/streams/{name}/groups/{group}/commit` | `{"partition":0,"offset":42,"member":"m1","generation":3}`: the next offset the group reads; with member and generation refused (`stale_generation`, 409) unless the member still holds the partition in that generation |
 //! | `GET /v1/streams/{name}/groups/{group}` | members, assignment, committed offsets and lag |
 //!
 //! Keys and values are UTF-8 strings; with `"encoding":"base64"` (in a message, or the body) they
@@ -407,6 +407,9 @@ struct MemberBody {
 struct CommitBody {
     partition: u32,
     offset: u64,
+    /// A member's commit names it and the generation its heartbeat answered (both or neither).
+    member: Option<String>,
+    generation: Option<u64>,
 }
 
 pub async fn heartbeat<A: ClientApi>(
@@ -441,8 +444,17 @@ pub async fn commit<A: ClientApi>(
 ) -> HttpResult<serde_json::Value> {
     let Path((name, group)) = path.map_err(path_error)?;
     let c: CommitBody = body(&api, b)?;
+    let fence = match (&c.member, c.generation) {
+        (Some(m), Some(g)) => Some((m.as_str(), g)),
+        (None, None) => None,
+        _ => {
+            return Err(
+                MeridianError::invalid("a fenced commit names both member and generation").into(),
+            );
+        }
+    };
     streams_of(&api)?
-        .commit(&name, &group, c.partition, c.offset)
+        .commit(&name, &group, c.partition, c.offset, fence)
         .await?;
     Ok(Json(serde_json::json!({ "committed": c.offset })))
 }
