@@ -56,3 +56,38 @@ pub async fn request(
         Err(_) => Err("timeout".into()),
     }
 }
+
+/// Opens a GET whose answer streams (server-sent events): the status and the body to read
+/// frames from. The connection lives as long as the body.
+pub async fn open_stream(
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, hyper::body::Incoming), String> {
+    let fut = async {
+        let stream = turmoil::net::TcpStream::connect((host, crate::net::PORT))
+            .await
+            .map_err(|e| format!("connect {host}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::builder()
+            .method("GET")
+            .uri(path)
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("request: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        Ok((resp.status().as_u16(), resp.into_body()))
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err("timeout".into()),
+    }
+}

@@ -11,6 +11,7 @@ pub mod nemesis;
 pub mod net;
 pub mod run;
 pub mod store;
+pub mod watching;
 
 pub use run::{BOUNDED_READS_ENV, MESSAGING_ENV, Outcome, PLACEMENT_ENV, Plan, run, run_plan};
 

@@ -53,14 +53,16 @@ fn messaging_summary(o: &Outcome) -> String {
         return String::new();
     }
     format!(
-        ", messaging: {} published ({} acked, {} read back), {} queued ({} acked), {} deliveries ({} acked)",
+        ", messaging: {} published ({} acked, {} read back), {} queued ({} acked), {} deliveries ({} acked), {} changes watched over {} connections",
         o.published,
         o.published_acked,
         o.stream_read,
         o.queue_sent,
         o.queue_sent_acked,
         o.queue_deliveries,
-        o.queue_acked
+        o.queue_acked,
+        o.watch_changes,
+        o.watch_connections
     )
 }
 

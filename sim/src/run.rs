@@ -120,6 +120,11 @@ pub struct Outcome {
     pub queue_deliveries: usize,
     #[serde(default)]
     pub queue_acked: usize,
+    /// The watcher (messaging workload): changes it got, over how many connections.
+    #[serde(default)]
+    pub watch_changes: usize,
+    #[serde(default)]
+    pub watch_connections: usize,
 }
 
 impl Outcome {
@@ -650,11 +655,14 @@ pub fn run_plan(plan: Plan) -> Outcome {
     }
     let messaging = std::env::var_os(MESSAGING_ENV).is_some();
     let messages = MessageLog::default();
+    let watches = crate::watching::WatchLog::default();
     if messaging {
         let (p, m) = (plan.clone(), messages.clone());
         sim.client("messenger", crate::messaging::messenger(p, m, safety_end));
         let (p, m) = (plan.clone(), messages.clone());
         sim.client("consumer", crate::messaging::consumer(p, m, safety_end));
+        let (p, w) = (plan.clone(), watches.clone());
+        sim.client("watcher", crate::watching::watcher(p, w, safety_end));
     }
 
     let mut out = Outcome {
@@ -710,6 +718,9 @@ pub fn run_plan(plan: Plan) -> Outcome {
                 if messaging {
                     let (p, m) = (plan.clone(), messages.clone());
                     sim.client("drain", crate::messaging::drainer(p, m, now + RECOVERY_MAX));
+                    let (p, w) = (plan.clone(), watches.clone());
+                    let replay = crate::watching::replayer(p, w, now + RECOVERY_MAX);
+                    sim.client("replay", replay);
                 }
             }
         }
@@ -778,6 +789,14 @@ pub fn run_plan(plan: Plan) -> Outcome {
         check_messaging(rec, &mut out);
         format!("{rec:?}").hash(&mut trace);
     }
+    let watched = messaging.then(|| watches.record());
+    if let Some(w) = &watched {
+        out.violations
+            .extend(invariants::watch_resume::check(w, &events));
+        out.watch_changes = w.segments.iter().map(|s| s.changes.len()).sum();
+        out.watch_connections = w.segments.len();
+        format!("{w:?}").hash(&mut trace);
+    }
     format!("{events:?}").hash(&mut trace);
     if let Ok(path) = std::env::var("MERIDIAN_SIM_DUMP") {
         let text: Vec<String> = events.iter().map(|e| format!("{e:?}")).collect();
@@ -787,6 +806,11 @@ pub fn run_plan(plan: Plan) -> Outcome {
             && let Ok(json) = serde_json::to_string_pretty(rec)
         {
             let _ = std::fs::write(format!("{path}.messages.json"), json);
+        }
+        if let Some(w) = &watched
+            && let Ok(json) = serde_json::to_string_pretty(w)
+        {
+            let _ = std::fs::write(format!("{path}.watch.json"), json);
         }
     }
     out.trace_hash = trace.finish();

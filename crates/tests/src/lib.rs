@@ -12,6 +12,7 @@ pub mod checker;
 pub mod cluster;
 pub mod history;
 pub mod jepsen;
+pub mod msg_workload;
 pub mod nemesis;
 pub mod netns;
 pub mod process;

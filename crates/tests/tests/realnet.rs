@@ -2,7 +2,10 @@
 //! bridge, a delaying proxy per host, and a nemesis that partitions, cuts links, kills and
 //! restarts, pauses and slows the network while clients record a Jepsen-shaped history. After
 //! heal every key must be readable on every node, the replicas must agree, and the checker must
-//! find every key linearizable and no acknowledged write lost.
+//! find every key linearizable and no acknowledged write lost. Beside them a publisher, a queue
+//! sender and a consumer (`meridian_tests::msg_workload`) use a stream and a work queue: after
+//! the heal every acknowledged publish is at its offset, offsets are gap-free and hold nothing
+//! twice, every node reads the same log, and every acknowledged send was delivered.
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). Without them the test is skipped with a
 //! message, or fails if `MERIDIAN_REQUIRE_NETNS=1` (CI sets it).
@@ -26,6 +29,7 @@
 use meridian_node::ClusterView;
 use meridian_tests::checker::check_file;
 use meridian_tests::jepsen::{HistoryWriter, Kind, read_history};
+use meridian_tests::msg_workload;
 use meridian_tests::nemesis::{Fault, Nemesis, NemesisConfig};
 use meridian_tests::netns;
 use meridian_tests::process::server_bin;
@@ -269,8 +273,18 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
         "the new cluster elected no leader for some range"
     );
 
+    rt.block_on(msg_workload::setup(&eps))
+        .expect("create the stream and the queue");
+
     // Safety phase: clients and nemesis together.
     let stop = Arc::new(AtomicBool::new(false));
+    let messages = Arc::new(parking_lot::Mutex::new(msg_workload::MsgRecord::default()));
+    let messengers = rt.spawn(msg_workload::run(
+        eps.clone(),
+        seed,
+        messages.clone(),
+        stop.clone(),
+    ));
     let keys = Arc::new(Keys::default());
     let clients = rt.spawn(workload::run(
         WorkloadConfig {
@@ -322,6 +336,7 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
     std::thread::sleep(AFTER_HEAL);
     stop.store(true, Ordering::Relaxed);
     rt.block_on(clients).expect("clients");
+    rt.block_on(messengers).expect("messaging clients");
     assert!(
         rt.block_on(wait_for_leaders(&http, &eps, RECOVERY_DEADLINE)),
         "after heal some range has no leader"
@@ -371,6 +386,23 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
     assert!(
         diverged.is_empty(),
         "replicas disagree after heal: {diverged:?}"
+    );
+
+    let (msg_problems, msg_summary) = rt.block_on(msg_workload::verify(&eps, seed, &messages));
+    println!("realnet: messaging: {msg_summary}");
+    assert!(
+        msg_problems.is_empty(),
+        "messaging after the heal: {msg_problems:#?}"
+    );
+    let acked_publishes = messages
+        .lock()
+        .publishes
+        .values()
+        .filter(|a| a.is_some())
+        .count();
+    assert!(
+        acked_publishes > 10,
+        "too few publishes acknowledged: {msg_summary}"
     );
 
     let links = &cluster.links;

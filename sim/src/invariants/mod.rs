@@ -9,3 +9,4 @@ pub mod queue_delivery;
 pub mod replica_convergence;
 pub mod revisions;
 pub mod stream_log;
+pub mod watch_resume;
