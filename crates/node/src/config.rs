@@ -26,7 +26,15 @@ pub struct NodeConfig {
     /// A node that has answered no probe for this long counts as dead: the placement driver
     /// replaces its replicas. Default [`NODE_DEAD_AFTER_DEFAULT`].
     pub node_dead_after: Duration,
+    /// A system range no stream or queue has claimed for this long (its creator crashed between
+    /// allocating it and creating the object) is removed by the meta leader. Default
+    /// [`UNCLAIMED_RANGE_GRACE_DEFAULT`].
+    pub unclaimed_range_grace: Duration,
 }
+
+/// Default of [`NodeConfig::unclaimed_range_grace`]: far beyond the few seconds between a
+/// creator's allocation and its claim.
+pub const UNCLAIMED_RANGE_GRACE_DEFAULT: Duration = Duration::from_secs(60);
 
 /// Default of [`NodeConfig::node_dead_after`]: long enough that a restart or a short network
 /// cut does not cause a wave of replica moves.
@@ -51,6 +59,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(10),
             clock: crate::WallClock::system(),
             node_dead_after: NODE_DEAD_AFTER_DEFAULT,
+            unclaimed_range_grace: UNCLAIMED_RANGE_GRACE_DEFAULT,
         }
     }
 }

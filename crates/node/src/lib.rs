@@ -37,7 +37,7 @@ pub use client_api::{
     BOUNDED_STALENESS_MAX, CONSISTENCY_FORMS, ClientApi, Consistency, RangeRead, ReadOptions,
     WriteOptions,
 };
-pub use config::{NODE_DEAD_AFTER_DEFAULT, NodeConfig};
+pub use config::{NODE_DEAD_AFTER_DEFAULT, NodeConfig, UNCLAIMED_RANGE_GRACE_DEFAULT};
 pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use lease::{LeaseInfo, LeaseOp, LeaseReply};

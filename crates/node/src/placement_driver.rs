@@ -67,6 +67,8 @@ pub(crate) struct DriverState {
     leading_since: Mutex<Option<Instant>>,
     last_transfer: Mutex<BTreeMap<GroupId, Instant>>,
     departed_since: Mutex<BTreeMap<GroupId, Instant>>,
+    /// Since when this leader has seen each unclaimed system range.
+    unclaimed_since: Mutex<BTreeMap<RangeId, Instant>>,
 }
 
 enum Advance {
@@ -118,10 +120,12 @@ impl Node {
             _ => {
                 *d.leading_since.lock() = None;
                 d.steps.lock().clear();
+                d.unclaimed_since.lock().clear();
                 return;
             }
         };
         let Some(map) = self.meta_map() else { return };
+        self.drop_orphaned_ranges(&map).await;
         let since = *d.leading_since.lock().get_or_insert_with(Instant::now);
         let facts = self.node_facts(&map, since);
         self.meta_leader_off_this_node(&meta, &map, &facts).await;
@@ -163,6 +167,38 @@ impl Node {
             .ranges_out_of_rule
             .set(steps.len() as i64);
         *d.steps.lock() = steps;
+    }
+
+    /// Removes the system ranges this leader has seen unclaimed for the grace period: what a
+    /// creator that crashed between allocating ranges and creating its stream or queue left.
+    /// The clock starts when this node sees them (a new meta leader starts over: later, never
+    /// early), and the meta group drops only ranges still unclaimed when it applies the command.
+    async fn drop_orphaned_ranges(&self, map: &ClusterMap) {
+        let now = Instant::now();
+        let grace = self.inner.cfg.unclaimed_range_grace;
+        let due: Vec<RangeId> = {
+            let mut since = self.inner.driver.unclaimed_since.lock();
+            let unclaimed = map.unclaimed_system_ranges();
+            since.retain(|id, _| unclaimed.contains(id));
+            for id in unclaimed {
+                since.entry(id).or_insert(now);
+            }
+            since
+                .iter()
+                .filter(|(_, t)| now.duration_since(**t) >= grace)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        tracing::info!(ranges = ?due, "removing system ranges no stream or queue claimed within {grace:?}");
+        if let Err(e) = self
+            .propose_meta(MetaCommand::DropUnclaimedRanges { ids: due })
+            .await
+        {
+            tracing::warn!("removing unclaimed system ranges: {e}");
+        }
     }
 
     /// What the driver knows of every node. A node counts as dead only once this node has led

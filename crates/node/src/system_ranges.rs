@@ -7,8 +7,9 @@
 //! then on nothing depends on the creator: every replica's reconciler opens the group and, since
 //! the range is at version 1 without learners, initialises it with the same voters (openraft
 //! allows that on several nodes when the configuration is identical; Raft's vote elects one
-//! leader). A creator that crashes after the meta write leaves a range that forms anyway; one
-//! that crashes before it leaves nothing.
+//! leader). A creator that crashes after the meta write leaves a range that forms anyway, and
+//! that the meta leader removes once it has stayed unclaimed for
+//! [`crate::NodeConfig::unclaimed_range_grace`]; one that crashes before it leaves nothing.
 
 use crate::messages::GroupOp;
 use crate::node::Node;

@@ -60,6 +60,7 @@ impl fmt::Display for Command {
                     MetaCommand::DeleteStream { .. } => "delete_stream",
                     MetaCommand::CreateQueue(_) => "create_queue",
                     MetaCommand::DeleteQueue { .. } => "delete_queue",
+                    MetaCommand::DropUnclaimedRanges { .. } => "drop_unclaimed_ranges",
                 }
             ),
             Command::Stream(e) => write!(

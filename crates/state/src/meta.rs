@@ -249,6 +249,12 @@ pub enum MetaCommand {
     DeleteQueue {
         name: String,
     },
+    /// Removes these system ranges if they are still unclaimed (a creator that crashed between
+    /// `AddSystemRanges` and its `CreateStream`/`CreateQueue` left them); a range claimed
+    /// meanwhile is kept.
+    DropUnclaimedRanges {
+        ids: Vec<RangeId>,
+    },
 }
 
 impl ClusterMap {
@@ -297,6 +303,7 @@ impl ClusterMap {
             | MetaCommand::DeleteStream { .. }
             | MetaCommand::CreateQueue(_)
             | MetaCommand::DeleteQueue { .. }
+            | MetaCommand::DropUnclaimedRanges { .. }
                 if !self.is_initialized() =>
             {
                 // `Init` replaces the whole map: a change applied before it would be lost.
@@ -374,6 +381,7 @@ impl ClusterMap {
             MetaCommand::DeleteStream { name } => self.delete_stream(name),
             MetaCommand::CreateQueue(spec) => self.create_queue(spec)?,
             MetaCommand::DeleteQueue { name } => self.delete_queue(name),
+            MetaCommand::DropUnclaimedRanges { ids } => self.drop_unclaimed_ranges(ids),
         }
         Ok(())
     }

@@ -167,6 +167,38 @@ impl ClusterMap {
         self.version += 1;
     }
 
+    /// System ranges no stream or queue has claimed: still labelled [`UNCLAIMED_LABEL`] and
+    /// named by no spec.
+    pub fn unclaimed_system_ranges(&self) -> Vec<RangeId> {
+        let used: std::collections::BTreeSet<RangeId> = self
+            .streams
+            .values()
+            .flat_map(|s| s.ranges.iter().copied())
+            .chain(self.queues.values().map(|q| q.range))
+            .collect();
+        self.ranges
+            .values()
+            .filter(|r| {
+                r.system
+                    .as_ref()
+                    .is_some_and(|s| s.label == UNCLAIMED_LABEL)
+                    && !used.contains(&r.id)
+            })
+            .map(|r| r.id)
+            .collect()
+    }
+
+    pub(crate) fn drop_unclaimed_ranges(&mut self, ids: &[RangeId]) {
+        let unclaimed = self.unclaimed_system_ranges();
+        let before = self.ranges.len();
+        for id in ids.iter().filter(|id| unclaimed.contains(id)) {
+            self.ranges.remove(id);
+        }
+        if self.ranges.len() != before {
+            self.version += 1;
+        }
+    }
+
     /// A fresh range id: one past the largest in use.
     pub fn next_range_id(&self) -> RangeId {
         RangeId(self.ranges.keys().map(|r| r.0).max().unwrap_or(0) + 1)
@@ -276,5 +308,51 @@ mod tests {
         .unwrap();
         assert!(m.streams.is_empty());
         assert_eq!(m.ranges.len(), 1);
+    }
+
+    #[test]
+    fn only_unclaimed_system_ranges_are_dropped() {
+        let mut m = map();
+        m.apply(&MetaCommand::AddSystemRanges {
+            ranges: vec![sys(1, 7), sys(1, 7)],
+        })
+        .unwrap();
+        m.apply(&MetaCommand::AddSystemRanges {
+            ranges: vec![sys(1, 8)],
+        })
+        .unwrap();
+        assert_eq!(
+            m.unclaimed_system_ranges(),
+            vec![RangeId(2), RangeId(3), RangeId(4)]
+        );
+        // Ranges 2 and 3 are claimed by a stream before the drop is applied.
+        let spec = StreamSpec {
+            name: "orders".into(),
+            uid: 5,
+            partitions: 2,
+            ranges: vec![RangeId(2), RangeId(3)],
+            retention: Retention::default(),
+            placement: None,
+            colocate: None,
+        };
+        m.apply(&MetaCommand::CreateStream(spec)).unwrap();
+        assert_eq!(m.unclaimed_system_ranges(), vec![RangeId(4)]);
+        let v = m.version;
+        m.apply(&MetaCommand::DropUnclaimedRanges {
+            ids: vec![RangeId(1), RangeId(2), RangeId(3), RangeId(4)],
+        })
+        .unwrap();
+        // The key range and the stream's ranges stay; the orphan goes.
+        let left: Vec<RangeId> = m.ranges.keys().copied().collect();
+        assert_eq!(left, vec![RangeId(1), RangeId(2), RangeId(3)]);
+        assert!(m.version > v);
+        // Again: no change.
+        let v = m.version;
+        m.apply(&MetaCommand::DropUnclaimedRanges {
+            ids: vec![RangeId(4)],
+        })
+        .unwrap();
+        assert_eq!(m.version, v);
+        assert!(m.validate().is_ok());
     }
 }

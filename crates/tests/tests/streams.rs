@@ -373,3 +373,47 @@ async fn the_leader_trims_by_age_and_offsets_go_on() {
     c.wait_converged(T).await.unwrap();
     c.shutdown().await;
 }
+
+fn unclaimed_grace_2s(cfg: &mut meridian_node::NodeConfig) {
+    cfg.unclaimed_range_grace = Duration::from_secs(2);
+}
+
+/// A creator that crashed between allocating system ranges and creating its stream leaves
+/// ranges nobody claims: the meta leader removes them after the grace period, and every replica
+/// closes their groups. A stream's own ranges stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unclaimed_system_ranges_are_removed_after_the_grace_period() {
+    let c = TestCluster::start_with(3, 1, unclaimed_grace_2s)
+        .await
+        .unwrap();
+    let s = c.node(NodeId(1)).streams();
+    let spec = create(&s, "kept", 2).await;
+    // The "crashed creator": ranges allocated, never claimed.
+    let orphans = c
+        .node(NodeId(2))
+        .allocate_object_ranges(2, None)
+        .await
+        .unwrap();
+    assert!(orphans.iter().all(|r| !spec.ranges.contains(r)));
+    let in_map = |id: RangeId| {
+        c.running().iter().any(|n| {
+            c.node(*n)
+                .map_arc()
+                .is_some_and(|m| m.ranges.contains_key(&id))
+        })
+    };
+    wait_until("the orphans to leave every map and node", T, || async {
+        orphans
+            .iter()
+            .all(|r| !in_map(*r) && !c.groups().contains(&r.group()))
+    })
+    .await
+    .unwrap();
+    // The stream's ranges are still there, and it still works.
+    assert!(spec.ranges.iter().all(|r| in_map(*r)));
+    s.publish("kept", Some(1), vec![msg(None, "after")], None)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&s, "kept", 1).await.messages.len(), 1);
+    c.shutdown().await;
+}
