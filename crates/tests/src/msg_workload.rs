@@ -339,8 +339,8 @@ pub async fn verify(eps: &[String], seed: u64, rec: &Mutex<MsgRecord>) -> (Vec<S
         }
         logs.push(first.unwrap_or_default());
     }
-    let r = rec.lock();
     let mut seen: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
+    let publishes = rec.lock().publishes.clone();
     for (p, log) in logs.iter().enumerate() {
         let p = p as u32;
         if let Some(w) = log.windows(2).find(|w| w[1].0 != w[0].0 + 1) {
@@ -350,7 +350,7 @@ pub async fn verify(eps: &[String], seed: u64, rec: &Mutex<MsgRecord>) -> (Vec<S
             ));
         }
         for (o, v) in log {
-            if !r.publishes.contains_key(v) {
+            if !publishes.contains_key(v) {
                 bad.push(format!(
                     "partition {p} offset {o} holds {v:?}, never published"
                 ));
@@ -362,7 +362,7 @@ pub async fn verify(eps: &[String], seed: u64, rec: &Mutex<MsgRecord>) -> (Vec<S
             }
         }
     }
-    for (v, at) in &r.publishes {
+    for (v, at) in &publishes {
         if let Some(at) = at
             && seen.get(v.as_str()) != Some(at)
         {
@@ -372,7 +372,6 @@ pub async fn verify(eps: &[String], seed: u64, rec: &Mutex<MsgRecord>) -> (Vec<S
             ));
         }
     }
-    drop(r);
 
     // Drain: receive and ack everything until the stats show the queue empty.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6472_6169);
