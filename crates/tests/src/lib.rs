@@ -19,6 +19,7 @@ pub mod process;
 pub mod proxy;
 pub mod realcluster;
 pub mod verdict;
+pub mod watch_workload;
 pub mod wgl;
 pub mod workload;
 

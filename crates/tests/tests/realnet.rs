@@ -5,7 +5,9 @@
 //! find every key linearizable and no acknowledged write lost. Beside them a publisher, a queue
 //! sender and a consumer (`meridian_tests::msg_workload`) use a stream and a work queue: after
 //! the heal every acknowledged publish is at its offset, offsets are gap-free and hold nothing
-//! twice, every node reads the same log, and every acknowledged send was delivered.
+//! twice, every node reads the same log, and every acknowledged send was delivered. And a watcher
+//! (`meridian_tests::watch_workload`) follows every key through random nodes, resuming after each
+//! cut: joined, its pieces must equal a replay from revision 1 after the heal.
 //!
 //! Needs root, `ip` (iproute2) and `nft` (nftables). Without them the test is skipped with a
 //! message, or fails if `MERIDIAN_REQUIRE_NETNS=1` (CI sets it).
@@ -29,12 +31,12 @@
 use meridian_node::ClusterView;
 use meridian_tests::checker::check_file;
 use meridian_tests::jepsen::{HistoryWriter, Kind, read_history};
-use meridian_tests::msg_workload;
 use meridian_tests::nemesis::{Fault, Nemesis, NemesisConfig};
 use meridian_tests::netns;
 use meridian_tests::process::server_bin;
 use meridian_tests::realcluster::{ClusterConfig, RealCluster};
 use meridian_tests::workload::{self, Keys, WorkloadConfig};
+use meridian_tests::{msg_workload, watch_workload};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,6 +287,15 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
         messages.clone(),
         stop.clone(),
     ));
+    let watched = Arc::new(parking_lot::Mutex::new(
+        watch_workload::WatchRecord::default(),
+    ));
+    let watcher = rt.spawn(watch_workload::watcher(
+        eps.clone(),
+        seed,
+        watched.clone(),
+        stop.clone(),
+    ));
     let keys = Arc::new(Keys::default());
     let clients = rt.spawn(workload::run(
         WorkloadConfig {
@@ -337,6 +348,7 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
     stop.store(true, Ordering::Relaxed);
     rt.block_on(clients).expect("clients");
     rt.block_on(messengers).expect("messaging clients");
+    rt.block_on(watcher).expect("watcher");
     assert!(
         rt.block_on(wait_for_leaders(&http, &eps, RECOVERY_DEADLINE)),
         "after heal some range has no leader"
@@ -393,6 +405,12 @@ fn real_processes_on_a_real_network_stay_linearizable_under_faults() {
     assert!(
         msg_problems.is_empty(),
         "messaging after the heal: {msg_problems:#?}"
+    );
+    let (watch_problems, watch_summary) = rt.block_on(watch_workload::verify(&eps, &watched));
+    println!("realnet: watch: {watch_summary}");
+    assert!(
+        watch_problems.is_empty(),
+        "the resumed watch after the heal: {watch_problems:#?}"
     );
     let acked_publishes = messages
         .lock()
