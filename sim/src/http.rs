@@ -11,6 +11,23 @@ pub struct Reply {
     pub body: serde_json::Value,
 }
 
+/// A fresh HTTP/1 connection to `host`'s API port; it lives as long as the sender (and any
+/// response body still being read).
+async fn connect(
+    host: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let stream = turmoil::net::TcpStream::connect((host, crate::net::PORT))
+        .await
+        .map_err(|e| format!("connect {host}: {e}"))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 /// Sends one request on a fresh connection; `Err` when the outcome is unknown (no answer in
 /// time, connection lost).
 pub async fn request(
@@ -21,15 +38,7 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<Reply, String> {
     let fut = async {
-        let stream = turmoil::net::TcpStream::connect((host, crate::net::PORT))
-            .await
-            .map_err(|e| format!("connect {host}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = connect(host).await?;
         let req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -65,15 +74,7 @@ pub async fn open_stream(
     timeout: Duration,
 ) -> Result<(u16, hyper::body::Incoming), String> {
     let fut = async {
-        let stream = turmoil::net::TcpStream::connect((host, crate::net::PORT))
-            .await
-            .map_err(|e| format!("connect {host}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = connect(host).await?;
         let req = hyper::Request::builder()
             .method("GET")
             .uri(path)

@@ -9,7 +9,6 @@
 
 use crate::run::{Plan, WARMUP, host};
 use http_body_util::BodyExt;
-use meridian_api::sse::take_events;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -28,15 +27,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed open.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
-/// One change as a watch delivered it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Change {
-    pub revision: u64,
-    pub key: String,
-    /// `put` or `delete`.
-    pub kind: String,
-    pub value: Option<String>,
-}
+/// One change as a watch delivered it: revision, key, `put`/`delete`, value.
+pub use meridian_tests::watch_workload::Change;
+use meridian_tests::watch_workload::feed;
 
 /// One connection of the watcher: where it resumed, what it got, how it ended.
 #[derive(Clone, Debug, Serialize)]
@@ -76,16 +69,6 @@ fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
 }
 
-fn change_of(kind: &str, data: &serde_json::Value) -> Option<Change> {
-    let kv = data.get("kv")?;
-    Some(Change {
-        revision: kv.get("mod_revision")?.as_u64()?,
-        key: kv.get("key")?.as_str()?.to_string(),
-        kind: kind.to_string(),
-        value: kv.get("value").and_then(|v| v.as_str()).map(str::to_string),
-    })
-}
-
 /// Reads one watch connection until `deadline`, its end, or `stop(through)` says enough.
 /// Whole revisions go to `out`; `through` moves to the last revision known complete. Answers
 /// how the connection ended.
@@ -118,39 +101,8 @@ async fn read_watch(
             continue;
         };
         buf.extend_from_slice(data);
-        for ev in take_events(&mut buf) {
-            let data: serde_json::Value = match serde_json::from_str(&ev.data) {
-                Ok(v) => v,
-                Err(e) => {
-                    problems.push(format!("event {:?} data {:?}: {e}", ev.event, ev.data));
-                    continue;
-                }
-            };
-            match ev.event.as_str() {
-                "put" | "delete" => match change_of(&ev.event, &data) {
-                    Some(c) => {
-                        pending.push(c);
-                        if let Some(r) = ev.id.as_deref().and_then(|s| s.parse::<u64>().ok()) {
-                            out.append(&mut pending);
-                            *through = (*through).max(r);
-                        }
-                    }
-                    None => problems.push(format!("event {} without its fields: {data}", ev.event)),
-                },
-                "progress" => {
-                    if let Some(r) = data.get("revision").and_then(|r| r.as_u64()) {
-                        if !pending.is_empty() {
-                            problems.push(format!(
-                                "progress {r} while revision {} was not complete",
-                                pending[0].revision
-                            ));
-                        }
-                        *through = (*through).max(r);
-                    }
-                }
-                "created" => {}
-                other => return format!("{other}: {data}"),
-            }
+        if let Some(end) = feed(&mut buf, &mut pending, out, through, problems) {
+            return end;
         }
     }
 }

@@ -19,7 +19,16 @@ const STDIN_VALUE_BYTES_MAX: u64 = 64 << 20;
 pub struct KvArgs {
     #[command(subcommand)]
     cmd: KvCmd,
-    /// Nodes to talk to (comma-separated host:port); any node serves any key.
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Where a client command goes and how it prints: shared by `kv`, `lease`, `stream`, `queue`
+/// and `placement`.
+#[derive(clap::Args)]
+pub struct Target {
+    /// Nodes to talk to (comma-separated host:port); any node serves any request, the first
+    /// that answers is used.
     #[arg(
         long,
         global = true,
@@ -27,10 +36,10 @@ pub struct KvArgs {
         value_delimiter = ',',
         default_value = "127.0.0.1:2379"
     )]
-    endpoints: Vec<String>,
+    pub endpoints: Vec<String>,
     /// How to print answers.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    pub output: Output,
 }
 
 #[derive(clap::Subcommand)]
@@ -144,17 +153,17 @@ pub async fn run(args: KvArgs) -> anyhow::Result<()> {
     } = args.cmd
     {
         return crate::watch_cmd::run(crate::watch_cmd::WatchArgs {
-            endpoints: args.endpoints,
+            endpoints: args.target.endpoints,
             key,
             prefix,
             from_revision,
             prev_kv,
-            output: args.output,
+            output: args.target.output,
         })
         .await;
     }
-    let client = Client::connect(args.endpoints)?;
-    let out = args.output;
+    let client = Client::connect(args.target.endpoints)?;
+    let out = args.target.output;
     match args.cmd {
         KvCmd::Watch { .. } => unreachable!("served above"),
         KvCmd::Get { key, consistency } => get(&client, out, &key, consistency).await,

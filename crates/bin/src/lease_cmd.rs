@@ -4,7 +4,7 @@
 //! decimal). A key is attached with `meridian kv put KEY VALUE --lease ID`.
 
 use crate::http_api::HttpApi;
-use crate::kv_cmd::Output;
+use crate::kv_cmd::{Output, Target};
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -13,17 +13,8 @@ use std::time::Duration;
 pub struct LeaseArgs {
     #[command(subcommand)]
     cmd: LeaseCmd,
-    /// Nodes to talk to (comma-separated host:port); any node serves any lease.
-    #[arg(
-        long,
-        global = true,
-        env = "MERIDIAN_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Subcommand)]
@@ -72,8 +63,8 @@ fn hex(id: i64) -> String {
 }
 
 pub async fn run(a: LeaseArgs) -> anyhow::Result<()> {
-    let api = HttpApi::new(a.endpoints)?;
-    let out = a.output;
+    let api = HttpApi::new(a.target.endpoints)?;
+    let out = a.target.output;
     let print = |v: &Value, text: String| match out {
         Output::Json => println!("{v}"),
         Output::Text => println!("{text}"),

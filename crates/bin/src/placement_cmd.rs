@@ -5,7 +5,7 @@
 //! own yet, so create the cluster with `cluster init --split-at` at the prefixes rules will name.
 
 use crate::http_api::HttpApi;
-use crate::kv_cmd::Output;
+use crate::kv_cmd::{Output, Target};
 use anyhow::Context;
 use meridian_node::PlacementView;
 use serde::Serialize;
@@ -18,18 +18,8 @@ use std::time::Duration;
 pub struct PlacementArgs {
     #[command(subcommand)]
     cmd: PlacementCmd,
-    /// Nodes to talk to (comma-separated host:port); the first that answers is used.
-    #[arg(
-        long,
-        global = true,
-        env = "MERIDIAN_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    /// How to print answers.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Subcommand)]
@@ -81,7 +71,7 @@ struct RuleBody<'a> {
 }
 
 pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
-    let api = HttpApi::new(a.endpoints)?;
+    let api = HttpApi::new(a.target.endpoints)?;
     match a.cmd {
         PlacementCmd::Set {
             prefix,
@@ -102,15 +92,15 @@ pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
                 leader_regions: &leader_regions,
             })?;
             let v = call(&api, reqwest::Method::PUT, Some(&prefix), Some(body)).await?;
-            print_rule(a.output, &v)
+            print_rule(a.target.output, &v)
         }
         PlacementCmd::Get { prefix } => {
             let v = call(&api, reqwest::Method::GET, Some(&prefix), None).await?;
-            print_rule(a.output, &v)
+            print_rule(a.target.output, &v)
         }
         PlacementCmd::List => {
             let v = call(&api, reqwest::Method::GET, None, None).await?;
-            match a.output {
+            match a.target.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
                 Output::Text => {
                     let rules: Vec<PlacementView> =
@@ -122,7 +112,7 @@ pub async fn run(a: PlacementArgs) -> anyhow::Result<()> {
         }
         PlacementCmd::Delete { prefix } => {
             let v = call(&api, reqwest::Method::DELETE, Some(&prefix), None).await?;
-            match a.output {
+            match a.target.output {
                 Output::Json => println!("{v}"),
                 Output::Text if v["deleted"] == true => println!("deleted"),
                 Output::Text => println!("no rule for prefix {prefix:?}"),

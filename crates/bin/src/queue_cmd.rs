@@ -2,7 +2,7 @@
 //! `/v1/queues`.
 
 use crate::http_api::HttpApi;
-use crate::kv_cmd::Output;
+use crate::kv_cmd::{Output, Target};
 use anyhow::bail;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -11,18 +11,8 @@ use std::time::Duration;
 pub struct QueueArgs {
     #[command(subcommand)]
     cmd: QueueCmd,
-    /// Nodes to talk to (comma-separated host:port); the first that answers is used.
-    #[arg(
-        long,
-        global = true,
-        env = "MERIDIAN_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    /// How to print answers.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Subcommand)]
@@ -143,7 +133,7 @@ fn ms(d: Duration) -> u64 {
 }
 
 pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
-    let api = HttpApi::new(a.endpoints)?;
+    let api = HttpApi::new(a.target.endpoints)?;
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
     let (v, text) = match a.cmd {
@@ -288,7 +278,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
                     r["receipt"].as_str().unwrap_or("")
                 ));
             }
-            if failed && a.output == Output::Text {
+            if failed && a.target.output == Output::Text {
                 print!("{text}");
                 bail!("some receipts were not acked");
             }
@@ -315,7 +305,7 @@ pub async fn run(a: QueueArgs) -> anyhow::Result<()> {
             (v, text)
         }
     };
-    match a.output {
+    match a.target.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
         Output::Text => println!("{text}"),
     }

@@ -2,7 +2,7 @@
 //! `/v1/streams`.
 
 use crate::http_api::HttpApi;
-use crate::kv_cmd::Output;
+use crate::kv_cmd::{Output, Target};
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::io::BufRead;
@@ -17,18 +17,8 @@ const FOLLOW_WAIT_MS: u64 = 10_000;
 pub struct StreamArgs {
     #[command(subcommand)]
     cmd: StreamCmd,
-    /// Nodes to talk to (comma-separated host:port); the first that answers is used.
-    #[arg(
-        long,
-        global = true,
-        env = "MERIDIAN_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:2379"
-    )]
-    endpoints: Vec<String>,
-    /// How to print answers.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
-    output: Output,
+    #[command(flatten)]
+    target: Target,
 }
 
 /// Where a read starts.
@@ -117,9 +107,9 @@ enum StreamCmd {
 
 pub async fn run(a: StreamArgs) -> anyhow::Result<()> {
     let c = Caller {
-        api: HttpApi::new(a.endpoints)?,
+        api: HttpApi::new(a.target.endpoints)?,
     };
-    let out = a.output;
+    let out = a.target.output;
     match a.cmd {
         StreamCmd::Create {
             name,

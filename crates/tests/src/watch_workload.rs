@@ -34,7 +34,8 @@ pub struct WatchRecord {
     pub problems: Vec<String>,
 }
 
-fn change_of(kind: &str, data: &Value) -> Option<Change> {
+/// The change a `put` or `delete` event's data describes.
+pub fn change_of(kind: &str, data: &Value) -> Option<Change> {
     let kv = data.get("kv")?;
     Some((
         kv.get("mod_revision")?.as_u64()?,
@@ -63,34 +64,58 @@ async fn read_watch(
             _ => return,
         };
         buf.extend_from_slice(&chunk);
-        for ev in take_events(&mut buf) {
-            let Ok(data) = serde_json::from_str::<Value>(&ev.data) else {
-                problems.push(format!("event {:?} with data {:?}", ev.event, ev.data));
+        if feed(&mut buf, &mut pending, out, through, problems).is_some() {
+            return; // `compacted` or `error`: the next connection starts again
+        }
+    }
+}
+
+/// Takes the complete events off `buf` and applies them: whole revisions go to `out` (the
+/// changes of a revision wait in `pending` until its last event, the one with the id), and
+/// `through` moves to the last revision known complete (an id, or a progress event). Answers
+/// `Some(why)` when the watch ended (`compacted`, `error`).
+pub fn feed(
+    buf: &mut Vec<u8>,
+    pending: &mut Vec<Change>,
+    out: &mut Vec<Change>,
+    through: &mut u64,
+    problems: &mut Vec<String>,
+) -> Option<String> {
+    for ev in take_events(buf) {
+        let data: Value = match serde_json::from_str(&ev.data) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("event {:?} data {:?}: {e}", ev.event, ev.data));
                 continue;
-            };
-            match ev.event.as_str() {
-                "put" | "delete" => match change_of(&ev.event, &data) {
-                    Some(c) => {
-                        pending.push(c);
-                        if let Some(r) = ev.id.as_deref().and_then(|s| s.parse::<u64>().ok()) {
-                            out.append(&mut pending);
-                            *through = (*through).max(r);
-                        }
-                    }
-                    None => {
-                        problems.push(format!("a {} event without its fields: {data}", ev.event))
-                    }
-                },
-                "progress" => {
-                    if let Some(r) = data["revision"].as_u64() {
+            }
+        };
+        match ev.event.as_str() {
+            "put" | "delete" => match change_of(&ev.event, &data) {
+                Some(c) => {
+                    pending.push(c);
+                    if let Some(r) = ev.id.as_deref().and_then(|s| s.parse::<u64>().ok()) {
+                        out.append(pending);
                         *through = (*through).max(r);
                     }
                 }
-                "created" => {}
-                _ => return, // `compacted` or `error`: the next connection starts again
+                None => problems.push(format!("a {} event without its fields: {data}", ev.event)),
+            },
+            "progress" => {
+                if let Some(r) = data["revision"].as_u64() {
+                    if let Some(c) = pending.first() {
+                        problems.push(format!(
+                            "progress {r} while revision {} was not complete",
+                            c.0
+                        ));
+                    }
+                    *through = (*through).max(r);
+                }
             }
+            "created" => {}
+            other => return Some(format!("{other}: {data}")),
         }
     }
+    None
 }
 
 async fn open(http: &reqwest::Client, ep: &str, from: u64) -> Option<reqwest::Response> {
@@ -180,17 +205,32 @@ pub async fn verify(eps: &[String], rec: &Mutex<WatchRecord>) -> (Vec<String>, S
         ));
         return (bad, String::new());
     };
-    for (what, feed) in [("the resumed watch", &joined), ("the replay", &replay)] {
+    let want: Vec<Change> = replay.into_iter().filter(|c| c.0 <= target).collect();
+    bad.extend(check_resumed(&joined, &want, target));
+    let summary = format!(
+        "{} changes watched over {} connections, checked against a replay of {}",
+        joined.len(),
+        rec.lock().pieces.len(),
+        want.len()
+    );
+    (bad, summary)
+}
+
+/// What is wrong with a resumed watch: `joined` (its pieces in order) must equal `replay` (a
+/// fresh watch from revision 1, cut at `through`), each revision compared as a set (a txn's
+/// changes may come in any order), and both must be in revision order.
+pub fn check_resumed(joined: &[Change], replay: &[Change], through: u64) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (what, feed) in [("the resumed watch", joined), ("the replay", replay)] {
         if let Some(w) = feed.windows(2).find(|w| w[1].0 < w[0].0) {
             bad.push(format!(
-                "{what} went from revision {} back to {}",
-                w[0].0, w[1].0
+                "{what} went from revision {} ({}) back to {} ({})",
+                w[0].0, w[0].1, w[1].0, w[1].1
             ));
         }
     }
-    // A revision's changes (a txn) may come in any order: compare each revision as a set.
-    let mut got = joined.clone();
-    let mut want: Vec<Change> = replay.into_iter().filter(|c| c.0 <= target).collect();
+    let mut got = joined.to_vec();
+    let mut want: Vec<Change> = replay.iter().filter(|c| c.0 <= through).cloned().collect();
     got.sort();
     want.sort();
     if got != want {
@@ -200,19 +240,13 @@ pub async fn verify(eps: &[String], rec: &Mutex<WatchRecord>) -> (Vec<String>, S
             .position(|(a, b)| a != b)
             .unwrap_or(got.len().min(want.len()));
         bad.push(format!(
-            "the resumed watch ({} changes) differs from the replay ({} up to revision {target}) at \
-             change {i}: got {:?}, replay has {:?}",
+            "the resumed watch ({} changes) differs from the replay ({} up to revision {through}) \
+             at change {i}: got {:?}, replay has {:?}",
             got.len(),
             want.len(),
             got.get(i),
             want.get(i)
         ));
     }
-    let summary = format!(
-        "{} changes watched over {} connections, checked against a replay of {}",
-        joined.len(),
-        rec.lock().pieces.len(),
-        want.len()
-    );
-    (bad, summary)
+    bad
 }

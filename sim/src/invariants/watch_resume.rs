@@ -5,16 +5,7 @@
 
 use crate::history::{Event, Op, Ret, operations};
 use crate::watching::{Change, WatchRecord};
-
-/// Revisions never go down along a feed.
-fn in_order(what: &str, changes: &[Change], out: &mut Vec<String>) {
-    if let Some(w) = changes.windows(2).find(|w| w[1].revision < w[0].revision) {
-        out.push(format!(
-            "watch: {what} went from revision {} ({}) back to {} ({})",
-            w[0].revision, w[0].key, w[1].revision, w[1].key
-        ));
-    }
-}
+use meridian_tests::watch_workload::check_resumed;
 
 pub fn check(rec: &WatchRecord, events: &[Event]) -> Vec<String> {
     let mut out: Vec<String> = rec.problems.iter().map(|p| format!("watch: {p}")).collect();
@@ -23,37 +14,21 @@ pub fn check(rec: &WatchRecord, events: &[Event]) -> Vec<String> {
         .iter()
         .flat_map(|s| s.changes.clone())
         .collect();
-    in_order("the resumed watch", &joined, &mut out);
     let Some(replay) = &rec.replay else {
         out.push("watch: no replay after the heal".into());
         return out;
     };
-    in_order("the replay", replay, &mut out);
+    out.extend(
+        check_resumed(&joined, replay, rec.through)
+            .into_iter()
+            .map(|v| format!("watch: {v}")),
+    );
     let mut want: Vec<Change> = replay
         .iter()
-        .filter(|c| c.revision <= rec.through)
+        .filter(|c| c.0 <= rec.through)
         .cloned()
         .collect();
-    // Changes of one revision (a txn) may come in any order: compare each revision as a set.
-    let mut got = joined.clone();
-    got.sort();
     want.sort();
-    if got != want {
-        let i = got
-            .iter()
-            .zip(&want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        out.push(format!(
-            "watch: the resumed watch ({} changes) differs from the replay ({} up to revision {}) \
-             at change {i}: got {:?}, replay has {:?}",
-            got.len(),
-            want.len(),
-            rec.through,
-            got.get(i),
-            want.get(i)
-        ));
-    }
     // Every acknowledged write up to `through` is in the history, as written.
     for o in operations(events) {
         let (Some(rev), Some(ret)) = (o.revision, &o.ret) else {
@@ -67,12 +42,7 @@ pub fn check(rec: &WatchRecord, events: &[Event]) -> Vec<String> {
         if rev > rec.through || !o.key.starts_with('k') {
             continue;
         }
-        let c = Change {
-            revision: rev,
-            key: o.key.clone(),
-            kind: "put".into(),
-            value: Some(value.clone()),
-        };
+        let c: Change = (rev, o.key.clone(), "put".into(), Some(value.clone()));
         if want.binary_search(&c).is_err() {
             out.push(format!(
                 "watch: the acknowledged write of {:?} = {value:?} at revision {rev} is not in \
@@ -90,12 +60,7 @@ mod tests {
     use crate::watching::Segment;
 
     fn put(revision: u64, key: &str, value: &str) -> Change {
-        Change {
-            revision,
-            key: key.into(),
-            kind: "put".into(),
-            value: Some(value.into()),
-        }
+        (revision, key.into(), "put".into(), Some(value.into()))
     }
 
     fn record(pieces: Vec<Vec<Change>>, replay: Vec<Change>, through: u64) -> WatchRecord {
