@@ -202,6 +202,10 @@ pub struct PartitionState {
     groups: BTreeMap<String, ConsumerGroup>,
     /// By group: the latest generation a member's commit carried here (the fence).
     fences: BTreeMap<String, u64>,
+    /// The largest generation of a group removed here (it lost its last member): a group formed
+    /// again under that name starts above it, so its generations never repeat one that a
+    /// partition's fence remembers.
+    generation_floor: u64,
 }
 
 impl PartitionState {
@@ -349,6 +353,14 @@ impl PartitionState {
         for g in self.groups.values_mut() {
             g.expire(now);
         }
+        self.drop_empty_groups();
+    }
+
+    /// Removes the groups left without members, remembering their generations.
+    fn drop_empty_groups(&mut self) {
+        for g in self.groups.values().filter(|g| g.is_empty()) {
+            self.generation_floor = self.generation_floor.max(g.generation);
+        }
         self.groups.retain(|_, g| !g.is_empty());
     }
 
@@ -365,7 +377,14 @@ impl PartitionState {
         for g in self.groups.values_mut() {
             g.expire(now);
         }
-        let g = self.groups.entry(group.to_string()).or_default();
+        let floor = self.generation_floor;
+        let g = self
+            .groups
+            .entry(group.to_string())
+            .or_insert_with(|| ConsumerGroup {
+                generation: floor,
+                ..Default::default()
+            });
         g.heartbeat(now, member, partitions, session_timeout_ms)
     }
 
@@ -374,10 +393,8 @@ impl PartitionState {
         self.tick_clock(now_ms);
         if let Some(g) = self.groups.get_mut(group) {
             g.leave(member);
-            if g.is_empty() {
-                self.groups.remove(group);
-            }
         }
+        self.drop_empty_groups();
     }
 
     /// Stores `group`'s committed offset; refused past the end. A member's commit carries its

@@ -283,3 +283,25 @@ fn request_ids_apply_once_and_partitions_route_by_key() {
     assert!(partition_for_key(b"x", 3) < 3);
     assert_eq!(partition_for_key(b"anything", 1), 0);
 }
+
+/// A group that lost its last member and formed again under its name must not repeat an old
+/// generation: a partition's fence would refuse its members' commits for good.
+#[test]
+fn a_group_formed_again_continues_above_its_old_generations() {
+    let mut p = PartitionState::new(1, Retention::default());
+    let a = p.heartbeat(1, "g", "m1", 1, 0);
+    let b = p.heartbeat(2, "g", "m2", 1, 0);
+    assert!(b.generation > a.generation);
+    p.commit(3, "g", 0, Some(b.generation)).unwrap();
+    p.leave(4, "g", "m1");
+    p.leave(5, "g", "m2");
+    assert!(p.groups().is_empty());
+    let c = p.heartbeat(6, "g", "m3", 1, 0);
+    assert!(c.generation > b.generation, "{c:?} after {b:?}");
+    p.commit(7, "g", 0, Some(c.generation)).unwrap();
+    // Expiry removes a group the same way.
+    let before = p.heartbeat(8, "g", "m3", 1, 1_000).generation;
+    p.tick(8 + 2_000);
+    assert!(p.groups().is_empty());
+    assert!(p.heartbeat(9_000, "g", "m4", 1, 0).generation > before);
+}
