@@ -42,6 +42,7 @@ pub use hlc::{Hlc, WallClock};
 pub use latency::{LatencyRow, LatencyTable, RttStats};
 pub use lease::{LeaseInfo, LeaseOp, LeaseReply};
 pub use metrics::Metrics;
+pub use node::DATA_FORMAT;
 pub use node::Node;
 pub use placement::{PlacementView, placement_views};
 pub use queue::{QUEUE_WAIT_MAX, QueueInfo};

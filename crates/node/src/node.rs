@@ -25,6 +25,13 @@ const NODE_GROUP: GroupId = GroupId(u64::MAX);
 const K_NODE_ID: &str = "node.id";
 const K_CLUSTER_ID: &str = "cluster.id";
 const K_BOOTSTRAP_MAP: &str = "cluster.bootstrap_map";
+const K_DATA_FORMAT: &str = "data.format";
+
+/// The format of what a node stores (log entries, snapshots, state, as postcard encodes them).
+/// Bump it in the commit that changes any stored encoding: a node refuses a data dir of another
+/// format (`unsupported_format`) rather than misread it. Data dirs from before the format was
+/// recorded (1) are refused too.
+pub const DATA_FORMAT: u64 = 2;
 
 /// How often a node reconciles its groups with the cluster map.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(300);
@@ -115,8 +122,24 @@ impl Node {
                     ),
                 ));
             }
-            Some(_) => {}
-            None => put_u64(&*store, K_NODE_ID, cfg.id.0)?,
+            Some(_) => match get_u64(&*store, K_DATA_FORMAT)? {
+                Some(DATA_FORMAT) => {}
+                other => {
+                    return Err(MeridianError::new(
+                        ErrorCode::UnsupportedFormat,
+                        format!(
+                            "data dir {} is in format {}; this build reads format {DATA_FORMAT} \
+                             (use the Meridian version that wrote it, or a fresh data dir)",
+                            cfg.data_dir.display(),
+                            other.unwrap_or(1)
+                        ),
+                    ));
+                }
+            },
+            None => {
+                put_u64(&*store, K_DATA_FORMAT, DATA_FORMAT)?;
+                put_u64(&*store, K_NODE_ID, cfg.id.0)?;
+            }
         }
         let cluster_id = Arc::new(AtomicU64::new(get_u64(&*store, K_CLUSTER_ID)?.unwrap_or(0)));
         let bootstrap: Option<ClusterMap> = match store

@@ -88,12 +88,13 @@ impl TestCluster {
         Ok(c)
     }
 
+    /// Where node `id` keeps its data.
+    pub fn data_dir(&self, id: NodeId) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{}", id.0))
+    }
+
     fn config(&self, id: NodeId) -> NodeConfig {
-        let mut cfg = NodeConfig::new(
-            id,
-            format!("sim://{}", id.0),
-            self.dir.path().join(format!("node{}", id.0)),
-        );
+        let mut cfg = NodeConfig::new(id, format!("sim://{}", id.0), self.data_dir(id));
         cfg.region = ["us-east", "eu-west", "ap-south"][(id.0 as usize - 1) % 3].to_string();
         fast_timing(&mut cfg);
         (self.tweak)(&mut cfg);

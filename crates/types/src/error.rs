@@ -48,6 +48,8 @@ pub enum ErrorCode {
     /// A consumer-group commit from a member whose generation is over (the group rebalanced
     /// since its last heartbeat) or that no longer holds the partition.
     StaleGeneration,
+    /// A data dir written in a format this build does not read (another version of Meridian).
+    UnsupportedFormat,
 }
 
 impl ErrorCode {
@@ -82,6 +84,7 @@ impl ErrorCode {
             ErrorCode::QueueExists => "queue_exists",
             ErrorCode::StaleReceipt => "stale_receipt",
             ErrorCode::StaleGeneration => "stale_generation",
+            ErrorCode::UnsupportedFormat => "unsupported_format",
             ErrorCode::QueueFull => "queue_full",
         }
     }

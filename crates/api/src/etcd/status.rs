@@ -36,7 +36,8 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::AlreadyInitialized
         | ErrorCode::WrongCluster
         | ErrorCode::UnknownNode
-        | ErrorCode::NotDrained => Code::FailedPrecondition,
+        | ErrorCode::NotDrained
+        | ErrorCode::UnsupportedFormat => Code::FailedPrecondition,
         ErrorCode::Corruption | ErrorCode::Internal => Code::Internal,
         ErrorCode::StreamNotFound => Code::NotFound,
         ErrorCode::LeaseNotFound => Code::NotFound,

@@ -41,7 +41,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::WrongCluster
         | ErrorCode::UnknownNode
         | ErrorCode::AlreadyInitialized
-        | ErrorCode::NotDrained => StatusCode::CONFLICT,
+        | ErrorCode::NotDrained
+        | ErrorCode::UnsupportedFormat => StatusCode::CONFLICT,
         ErrorCode::Corruption | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::StreamNotFound => StatusCode::NOT_FOUND,
         ErrorCode::LeaseNotFound => StatusCode::NOT_FOUND,
@@ -138,6 +139,7 @@ mod tests {
             (ErrorCode::QueueExists, 409),
             (ErrorCode::StaleReceipt, 409),
             (ErrorCode::StaleGeneration, 409),
+            (ErrorCode::UnsupportedFormat, 409),
             (ErrorCode::QueueFull, 429),
         ];
         for (code, status) in table {
