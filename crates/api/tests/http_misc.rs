@@ -189,6 +189,13 @@ async fn drain_and_remove_nodes() {
     let r = call(&app, "DELETE", "/v1/cluster/nodes/3", Body::empty()).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["removed"], 3);
+    // A node id that is not a number is a JSON error with a stable code.
+    call(&app, "POST", "/v1/cluster/nodes/three/drain", Body::empty())
+        .await
+        .assert_error(400, "invalid_argument");
+    call(&app, "DELETE", "/v1/cluster/nodes/-1", Body::empty())
+        .await
+        .assert_error(400, "invalid_argument");
 }
 
 #[tokio::test]

@@ -144,17 +144,22 @@ async fn cluster<A: ClientApi>(State(api): State<A>) -> Result<Json<ClusterView>
     Ok(Json(api.cluster_view().await?))
 }
 
+/// A node id from the path; a bad one is a JSON `invalid_argument`, not axum's plain text.
+type NodePath = Result<axum::extract::Path<u64>, axum::extract::rejection::PathRejection>;
+
 async fn drain_node<A: ClientApi>(
     State(api): State<A>,
-    axum::extract::Path(id): axum::extract::Path<u64>,
+    path: NodePath,
 ) -> Result<Json<meridian_node::DrainStatus>, HttpError> {
+    let axum::extract::Path(id) = path.map_err(error::path_error)?;
     Ok(Json(api.drain_node(id).await?))
 }
 
 async fn remove_node<A: ClientApi>(
     State(api): State<A>,
-    axum::extract::Path(id): axum::extract::Path<u64>,
+    path: NodePath,
 ) -> Result<Json<serde_json::Value>, HttpError> {
+    let axum::extract::Path(id) = path.map_err(error::path_error)?;
     api.remove_node(id).await?;
     Ok(Json(serde_json::json!({ "removed": id })))
 }
