@@ -3,7 +3,8 @@
 //!
 //! The watch survives the node it talks to: when the connection ends it reconnects (to the next
 //! endpoint first) from the revision after the last whole revision it printed, so no change is
-//! missed or printed twice. A `compacted` answer (the history it needs is gone) ends it.
+//! missed or printed twice; so does a connection silent for three progress intervals, or an
+//! `unavailable`-like error event. A `compacted` answer (the history it needs is gone) ends it.
 
 use crate::http_api::{HttpApi, Opened};
 use crate::kv_cmd::Output;
@@ -18,6 +19,13 @@ use std::time::Duration;
 const PROGRESS_MS: u64 = 10_000;
 /// Pause before reconnecting when no endpoint answered.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// A watch that has sent nothing (not even progress) for this long is given up for another
+/// node.
+const SILENCE_MAX: Duration = Duration::from_millis(3 * PROGRESS_MS);
+/// Largest single event accepted (a key and a value at their limits fit well within it).
+const EVENT_BYTES_MAX: usize = 64 << 20;
+/// Error codes after which the watch resumes on another node rather than end.
+const RETRYABLE: [&str; 4] = ["unavailable", "timeout", "not_leader", "range_moved"];
 
 /// What to watch.
 pub struct WatchArgs {
@@ -58,11 +66,13 @@ pub async fn run(a: WatchArgs) -> anyhow::Result<()> {
         // Events of a revision not yet complete (a txn's changes come as several events, the
         // revision's id on the last): printed together, so a resume never prints one twice.
         let mut pending: Vec<(String, Value)> = Vec::new();
-        let ended = loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break "the server closed the watch".to_string(),
-                Err(e) => break format!("{e}"),
+        let ended = 'conn: loop {
+            // Progress events keep a healthy watch talking; a silent one has lost its node.
+            let chunk = match tokio::time::timeout(SILENCE_MAX, resp.chunk()).await {
+                Ok(Ok(Some(c))) => c,
+                Ok(Ok(None)) => break "the server closed the watch".to_string(),
+                Ok(Err(e)) => break format!("{e}"),
+                Err(_) => break format!("nothing heard for {SILENCE_MAX:?}"),
             };
             buf.extend_from_slice(&chunk);
             for ev in take_events(&mut buf) {
@@ -88,10 +98,17 @@ pub async fn run(a: WatchArgs) -> anyhow::Result<()> {
                     "compacted" | "error" => {
                         let code = data["error"]["code"].as_str().unwrap_or("unknown");
                         let msg = data["error"]["message"].as_str().unwrap_or("");
+                        // A node that lost its way (no leader, too slow) is left for another.
+                        if RETRYABLE.contains(&code) {
+                            break 'conn format!("{code}: {msg}");
+                        }
                         bail!("{code}: {msg}");
                     }
                     _ => {}
                 }
+            }
+            if buf.len() > EVENT_BYTES_MAX {
+                bail!("an event of over {EVENT_BYTES_MAX} bytes: not a Meridian watch");
             }
         };
         eprintln!(
