@@ -46,6 +46,13 @@ pub struct ServerArgs {
     /// Build a snapshot (and purge the log before it) after this many entries.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_LOGS_MAX")]
     snapshot_logs_max: Option<u64>,
+    /// A node silent this long counts as dead and its replicas are replaced [default: 60].
+    #[arg(long, env = "MERIDIAN_NODE_DEAD_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    node_dead_after_secs: Option<u64>,
+    /// A system range no stream or queue claimed for this long (its creator crashed) is
+    /// removed [default: 60].
+    #[arg(long, env = "MERIDIAN_UNCLAIMED_RANGE_GRACE_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    unclaimed_range_grace_secs: Option<u64>,
     /// Simulate a wide-area network: delay (and lose) node-to-node calls by the regions of the
     /// two nodes. `none`, or entries like `us-east:eu-west=75ms~5ms/1%,local=1.5ms` (round
     /// trip ~ jitter / loss; `local` is within a region) [default: none].
@@ -93,6 +100,17 @@ fn node_config(a: &ServerArgs, f: FileConfig, listen: &str) -> anyhow::Result<No
     cfg.raft.snapshot_logs_max = pick(a.snapshot_logs_max, f.snapshot_logs_max, || {
         d.snapshot_logs_max
     });
+    let secs = |s: u64| Duration::from_secs(s);
+    cfg.node_dead_after = pick(
+        a.node_dead_after_secs.map(secs),
+        f.node_dead_after_secs.map(secs),
+        || cfg.node_dead_after,
+    );
+    cfg.unclaimed_range_grace = pick(
+        a.unclaimed_range_grace_secs.map(secs),
+        f.unclaimed_range_grace_secs.map(secs),
+        || cfg.unclaimed_range_grace,
+    );
     if let Some(ms) = f.request_timeout_ms {
         cfg.request_timeout = Duration::from_millis(ms);
     }
@@ -248,5 +266,44 @@ fn fit_raft_timing_to_wan(raft: &mut meridian_consensus::GroupConfig, wan: &WanT
             election_min_ms = raft.election_timeout_min_ms,
             "raft timing fitted to the simulated WAN"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: ServerArgs,
+    }
+
+    fn args(extra: &[&str]) -> ServerArgs {
+        let mut v = vec!["meridian", "--id", "1"];
+        v.extend_from_slice(extra);
+        Cli::try_parse_from(v).unwrap().a
+    }
+
+    #[test]
+    fn placement_timings_come_from_flags_then_file_then_defaults() {
+        let file = || FileConfig {
+            node_dead_after_secs: Some(9),
+            unclaimed_range_grace_secs: Some(30),
+            ..Default::default()
+        };
+        let flags = args(&["--node-dead-after-secs", "5"]);
+        let cfg = node_config(&flags, file(), "127.0.0.1:1").unwrap();
+        assert_eq!(cfg.node_dead_after, Duration::from_secs(5));
+        assert_eq!(cfg.unclaimed_range_grace, Duration::from_secs(30));
+        let cfg = node_config(&args(&[]), FileConfig::default(), "127.0.0.1:1").unwrap();
+        assert_eq!(cfg.node_dead_after, meridian_node::NODE_DEAD_AFTER_DEFAULT);
+        assert_eq!(
+            cfg.unclaimed_range_grace,
+            meridian_node::UNCLAIMED_RANGE_GRACE_DEFAULT
+        );
+        let zero = Cli::try_parse_from(["meridian", "--unclaimed-range-grace-secs", "0"]);
+        assert!(zero.is_err());
     }
 }
