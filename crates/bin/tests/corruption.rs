@@ -93,6 +93,21 @@ async fn check_corruption_refused(c: &mut Cluster, idx: usize, key: &str, good: 
         "node {} runs but did not refuse the corrupt range",
         idx + 1
     );
+    // Running, it does not retry the corrupt range on every reconcile (every 300 ms) and report
+    // it each time: it waits `CORRUPT_GROUP_RETRY` (60 s) between tries.
+    if !refused_to_start {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tries = c
+            .log(idx)
+            .lines()
+            .filter(|l| l.contains("open range group"))
+            .count();
+        assert!(
+            tries <= 2,
+            "node {} tried the corrupt range {tries} times",
+            idx + 1
+        );
+    }
     eprintln!(
         "node {} with a corrupt record: {}",
         idx + 1,

@@ -148,7 +148,16 @@ impl RaftGroup {
         let net = NetFactory(GroupNetworkFactory::new(router.clone(), group));
         let raft = Raft::new(me.0, config, net, log, sm.clone())
             .await
-            .map_err(|e| fatal(group, e))?;
+            .map_err(|e| {
+                // openraft wraps the store's error in its own; keep the code of a checksum
+                // mismatch so callers can tell bad data from a passing failure.
+                let text = e.to_string();
+                if text.contains("corrupt") {
+                    MeridianError::new(ErrorCode::Corruption, format!("open group {group}: {text}"))
+                } else {
+                    fatal(group, e)
+                }
+            })?;
         let metrics = raft.metrics();
         router.register(
             group,

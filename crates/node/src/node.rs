@@ -35,6 +35,8 @@ pub const DATA_FORMAT: u64 = 2;
 
 /// How often a node reconciles its groups with the cluster map.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(300);
+/// How long a node waits before trying again to open a group whose stored data is corrupt.
+pub const CORRUPT_GROUP_RETRY: Duration = Duration::from_secs(60);
 /// Timeout of small admin calls between nodes.
 pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -59,6 +61,9 @@ pub(crate) struct Inner {
     /// Serializes group creation, init and join.
     pub(crate) admin_lock: tokio::sync::Mutex<()>,
     last_leaders: Mutex<BTreeMap<GroupId, Option<NodeId>>>,
+    /// Groups whose store refused to open as corrupt: not tried again before the instant given
+    /// (each try reads and reports the bad record again).
+    open_backoff: Mutex<BTreeMap<GroupId, std::time::Instant>>,
     pub(crate) shutdown_tx: watch::Sender<bool>,
     /// The placement driver's display and pacing state (see `placement_driver.rs`).
     pub(crate) driver: crate::placement_driver::DriverState,
@@ -170,6 +175,7 @@ impl Node {
                 latency: Arc::new(LatencyTable::new()),
                 admin_lock: tokio::sync::Mutex::new(()),
                 last_leaders: Mutex::new(BTreeMap::new()),
+                open_backoff: Mutex::new(BTreeMap::new()),
                 shutdown_tx,
                 driver: Default::default(),
                 leases: Default::default(),
@@ -314,11 +320,12 @@ impl Node {
             let voters: BTreeMap<NodeId, String> = addrs(&map, &map.meta_replicas);
             let init_first = map.meta_replicas.iter().min() == Some(&me)
                 && self.inner.bootstrap.read().is_some();
-            if let Err(e) = self
-                .open_group(GroupId::META, if init_first { Some(voters) } else { None })
-                .await
+            if self.open_due(GroupId::META)
+                && let Err(e) = self
+                    .open_group(GroupId::META, if init_first { Some(voters) } else { None })
+                    .await
             {
-                tracing::warn!(error = %e, "open meta group");
+                self.open_failed(GroupId::META, &e);
             }
         }
         for r in map.ranges.values() {
@@ -330,11 +337,12 @@ impl Node {
                 // voters everywhere, so safe), so it forms even if one of them is down.
                 let first = r.replicas.iter().min() == Some(&me) || r.system.is_some();
                 let init_first = first && r.learners.is_empty() && r.version <= 1;
-                if let Err(e) = self
-                    .open_group(r.id.group(), if init_first { Some(voters) } else { None })
-                    .await
+                if self.open_due(r.id.group())
+                    && let Err(e) = self
+                        .open_group(r.id.group(), if init_first { Some(voters) } else { None })
+                        .await
                 {
-                    tracing::warn!(group_id = r.id.0, error = %e, "open range group");
+                    self.open_failed(r.id.group(), &e);
                 }
             }
         }
@@ -357,6 +365,38 @@ impl Node {
 
     /// Opens (or reopens) this node's replica of `group`; with `initialize`, makes it the
     /// group's first member with those voters.
+    /// Whether the reconciler may try to open `group` now (not backing off after corruption).
+    fn open_due(&self, group: GroupId) -> bool {
+        let mut b = self.inner.open_backoff.lock();
+        match b.get(&group) {
+            Some(at) if std::time::Instant::now() < *at => false,
+            Some(_) => {
+                b.remove(&group);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Reports a failed open; a corrupt group is not tried again for [`CORRUPT_GROUP_RETRY`]
+    /// (the reconciler runs every 300 ms, and each try reports the bad record again).
+    fn open_failed(&self, group: GroupId, e: &MeridianError) {
+        let what = if group == GroupId::META {
+            "open meta group"
+        } else {
+            "open range group"
+        };
+        if e.code == ErrorCode::Corruption {
+            tracing::warn!(group_id = group.0, error = %e, "{what}: trying again in {CORRUPT_GROUP_RETRY:?}");
+            self.inner
+                .open_backoff
+                .lock()
+                .insert(group, std::time::Instant::now() + CORRUPT_GROUP_RETRY);
+        } else {
+            tracing::warn!(group_id = group.0, error = %e, "{what}");
+        }
+    }
+
     async fn open_group(
         &self,
         group: GroupId,
