@@ -6,6 +6,7 @@
 pub mod history;
 pub mod http;
 pub mod invariants;
+mod kv_clients;
 pub mod messaging;
 pub mod nemesis;
 pub mod net;
