@@ -7,6 +7,7 @@ use crate::network::{
     M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_TRANSFER_LEADER, M_VOTE, NetFactory, RaftRouter,
 };
 use crate::pipeline::{AppendGate, AppendSeq};
+use crate::read_rounds::{READ_ROUND_TIMEOUT, ReadRound, ReadRounds};
 use crate::state_machine::GroupStateMachine;
 use crate::typ::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 use meridian_state::{Command, CommandResult, GroupState};
@@ -85,24 +86,10 @@ pub struct RaftGroup {
     freshness: Arc<FollowerFreshness>,
     /// Runs pipelined AppendEntries of one leader stream in order.
     gate: Arc<AppendGate>,
-    /// Linearizable reads waiting for the next shared ReadIndex round.
-    reads: Arc<parking_lot::Mutex<ReadBatch>>,
-}
-
-/// Most time one shared ReadIndex round may take before its readers are told to retry (openraft
-/// bounds its own wait by the leader lease; this only keeps a stuck round from holding the
-/// group's reads forever).
-const READ_ROUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-type ReadWaiter = tokio::sync::oneshot::Sender<Result<(), MeridianError>>;
-
-/// ReadIndex batching, as etcd does it: reads that arrive while a round is in flight wait for
-/// the next round, which starts after they arrived, and share it. One leadership confirmation
-/// (a heartbeat to a quorum) then serves every read of a round instead of one each.
-#[derive(Default)]
-struct ReadBatch {
-    running: bool,
-    waiting: Vec<ReadWaiter>,
+    /// Linearizable reads waiting for the next shared ReadIndex round (as leader).
+    reads: ReadRounds,
+    /// Reads on this replica as a follower, waiting for the next call to the leader.
+    follower_reads: ReadRounds,
 }
 
 pub(crate) fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError {
@@ -188,7 +175,8 @@ impl RaftGroup {
             router,
             freshness: Arc::new(FollowerFreshness::new(crate::freshness::new_incarnation())),
             gate: Arc::default(),
-            reads: Arc::default(),
+            reads: ReadRounds::default(),
+            follower_reads: ReadRounds::default(),
         })
     }
 
@@ -244,62 +232,72 @@ impl RaftGroup {
         if lease {
             // Boxed: callers' futures nest deep enough already (a test crate hit rustc's
             // layout depth limit when this future was inline).
-            return Box::pin(self.read_round(ReadPolicy::LeaseRead)).await;
+            let index = Box::pin(self.confirm_leadership(ReadPolicy::LeaseRead)).await?;
+            return self.wait_applied(index, READ_ROUND_TIMEOUT).await;
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut b = self.reads.lock();
-            b.waiting.push(tx);
-            !std::mem::replace(&mut b.running, true)
-        };
-        if start {
-            // In its own task: a reader that gives up (its timeout drops it) must not take the
-            // round, and the readers waiting on it, with it.
-            let g = self.clone();
-            tokio::spawn(async move { g.run_read_rounds().await });
-        }
-        rx.await.unwrap_or_else(|_| {
-            Err(MeridianError::unavailable(
-                "the read round was dropped; retry",
-            ))
-        })
+        let index = self.read_index().await?;
+        self.wait_applied(index, READ_ROUND_TIMEOUT).await
     }
 
-    /// Runs ReadIndex rounds while readers wait: each round serves the readers that were
-    /// waiting when it started, never one that arrived later.
-    async fn run_read_rounds(self) {
-        loop {
-            let readers = {
-                let mut b = self.reads.lock();
-                if b.waiting.is_empty() {
-                    b.running = false;
-                    return;
-                }
-                std::mem::take(&mut b.waiting)
-            };
-            let r = match tokio::time::timeout(
-                READ_ROUND_TIMEOUT,
-                self.read_round(ReadPolicy::ReadIndex),
-            )
+    /// The leader's side of a linearizable read (here or on a follower): confirms, in a round
+    /// shared with every read waiting when it began, that this node still leads, and returns
+    /// the index a replica must have applied before serving a read that began before the call.
+    pub async fn read_index(&self) -> Result<u64, MeridianError> {
+        let g = self.clone();
+        let round: ReadRound = Arc::new(move || {
+            let g = g.clone();
+            Box::pin(async move { g.confirm_leadership(ReadPolicy::ReadIndex).await })
+        });
+        self.reads.join(round).await
+    }
+
+    /// A follower's linearizable read: `ask_leader` gets the leader's [`Self::read_index`]
+    /// (one call serves every read waiting on this replica when it is made), then this replica
+    /// waits until it has applied that far, at most `catch_up`.
+    pub async fn follower_read_barrier(
+        &self,
+        ask_leader: ReadRound,
+        catch_up: std::time::Duration,
+    ) -> Result<(), MeridianError> {
+        let index = self.follower_reads.join(ask_leader).await?;
+        self.wait_applied(index, catch_up).await
+    }
+
+    /// Waits until this replica has applied the entry at `index`, at most `timeout`
+    /// (`unavailable` then, with the leader as a hint).
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        timeout: std::time::Duration,
+    ) -> Result<(), MeridianError> {
+        let applied = |g: &Self| g.sm.data.read().last_applied.map(|l| l.index);
+        if applied(self) >= Some(index) {
+            return Ok(());
+        }
+        match self
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
             .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(MeridianError::unavailable(format!(
-                    "group {} could not confirm its leadership in time",
+        {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                let mut e = MeridianError::unavailable(format!(
+                    "replica of group {} did not apply index {index} within {timeout:?}",
                     self.group
-                ))),
-            };
-            for tx in readers {
-                let _ = tx.send(r.clone());
+                ));
+                e.leader_hint = self.leader().map(|l| (self.group, l));
+                Err(e)
             }
+            Err(e) => Err(fatal(self.group, e)),
         }
     }
 
-    /// One leadership confirmation by `policy`, then waits until this replica has applied
-    /// everything committed before it began.
-    async fn read_round(&self, policy: ReadPolicy) -> Result<(), MeridianError> {
-        match self.raft.ensure_linearizable(policy).await {
-            Ok(_) => Ok(()),
+    /// One leadership confirmation by `policy`; returns the read index (not waiting for it to
+    /// be applied here).
+    async fn confirm_leadership(&self, policy: ReadPolicy) -> Result<u64, MeridianError> {
+        match self.raft.get_read_linearizer(policy).await {
+            Ok(l) => Ok(l.read_log_id().index()),
             Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
                 f,
             ))) => Err(MeridianError::not_leader(

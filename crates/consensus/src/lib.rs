@@ -13,6 +13,7 @@ mod log_store;
 mod membership;
 mod network;
 mod pipeline;
+mod read_rounds;
 mod runtime;
 mod state_machine;
 mod typ;
@@ -23,6 +24,7 @@ mod conformance;
 pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
 pub use membership::{GroupMembership, LEARNER_CAUGHT_UP_LAG};
 pub use network::RaftRouter;
+pub use read_rounds::ReadRound;
 
 /// The log id (term, leader and index) of a stored log record, for checks that compare the logs
 /// of replicas (log matching); `None` when the record does not decode.

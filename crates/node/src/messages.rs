@@ -139,6 +139,9 @@ pub enum GroupOp {
         request_id: RequestId,
         seen_revision: u64,
     },
+    /// A follower's linearizable read asks the leader for its read index: the leader confirms
+    /// it still leads (a ReadIndex round) and answers [`GroupReply::ReadIndex`].
+    ReadIndex,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -201,6 +204,9 @@ pub enum GroupReply {
     Queue(meridian_state::QueueResult),
     Outbox(meridian_state::outbox::OutboxResponse),
     QueueStats(meridian_state::queue::QueueStats),
+    /// The leader's read index: a replica that has applied it may serve a linearizable read
+    /// that began before it was asked for.
+    ReadIndex(u64),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub fsync_batch_appends: Histogram,
     pub forwards: Counter,
+    pub follower_linearizable_reads: Counter,
     /// Follower reads a replica could not vouch for (`too_stale`), sent on to the leader.
     pub stale_redirects: Counter,
     pub raft_term_max: Gauge,
@@ -133,6 +134,12 @@ impl Metrics {
             "kv_forwards",
             "Requests forwarded to another node",
             forwards.clone(),
+        );
+        let follower_linearizable_reads = Counter::default();
+        registry.register(
+            "kv_follower_linearizable_reads",
+            "Linearizable reads a follower served from its own replica after asking the leader for its read index",
+            follower_linearizable_reads.clone(),
         );
         let stale_redirects = Counter::default();
         registry.register(
@@ -244,6 +251,7 @@ impl Metrics {
             fsync_seconds,
             fsync_batch_appends,
             forwards,
+            follower_linearizable_reads,
             stale_redirects,
             raft_term_max,
             raft_leader_changes,

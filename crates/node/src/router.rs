@@ -17,6 +17,10 @@ pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How far ahead of its own clock a leader lets a `GroupOp::Advance` push a range's revision.
 pub const ADVANCE_AHEAD_MAX_MS: u64 = 60_000;
+/// Longest a follower waits for the leader's read index, and then to apply up to it, before a
+/// linearizable read goes to the leader instead.
+pub const FOLLOWER_READ_INDEX_WAIT: Duration = Duration::from_secs(1);
+pub const FOLLOWER_CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 
 impl Node {
     /// Replicas of a group, from the cluster map.
@@ -67,8 +71,16 @@ impl Node {
         } else {
             Default::default()
         };
+        // A linearizable read is served by this node's own replica when it has one: a follower
+        // asks the leader only for its read index (one call for all the reads waiting here) and
+        // reads its own state, as etcd's followers do.
+        let read_here = matches!(
+            op,
+            GroupOp::Range { consistency: WireConsistency::Linearizable, .. }
+        ) && self.group(group).is_some();
         let mut target = match nearest.pop_front() {
             Some(n) => Some(n),
+            None if read_here => Some(self.id()),
             None => self.leader_guess(group),
         };
         let mut last_err;
@@ -97,7 +109,7 @@ impl Node {
             attempt += 1;
             match result {
                 Ok(r) => {
-                    if !follower_read {
+                    if !follower_read && !(read_here && to == self.id()) {
                         self.inner.leader_cache.write().insert(group, to);
                     }
                     return Ok(r);
@@ -204,7 +216,16 @@ impl Node {
                 req,
                 consistency,
                 min_revision,
-            } => serve_read(&g, group, &req, consistency, min_revision).await,
+            } => {
+                let at_follower =
+                    matches!(consistency, WireConsistency::Linearizable) && !g.is_leader();
+                let ask_leader = self.ask_leader_read_index(group);
+                let r = serve_read(&g, group, &req, consistency, min_revision, ask_leader).await;
+                if at_follower && r.is_ok() {
+                    self.inner.metrics.follower_linearizable_reads.inc();
+                }
+                r
+            }
             GroupOp::Txn {
                 req,
                 request_id,
@@ -333,7 +354,40 @@ impl Node {
                     .await
             }
             GroupOp::QueueStats { queue } => self.queue_stats_local(&g, &queue).await,
+            GroupOp::ReadIndex => {
+                if !g.is_leader() {
+                    return Err(MeridianError::not_leader(group, g.leader()));
+                }
+                Ok(GroupReply::ReadIndex(g.read_index().await?))
+            }
         }
+    }
+
+    /// How a follower's replica of `group` gets a read index: from the leader it knows (over
+    /// node RPC, or here if it has since become the leader).
+    fn ask_leader_read_index(&self, group: GroupId) -> meridian_consensus::ReadRound {
+        let node = self.clone();
+        std::sync::Arc::new(move || {
+            let node = node.clone();
+            Box::pin(async move {
+                let Some(g) = node.group(group) else {
+                    return Err(MeridianError::not_leader(group, None));
+                };
+                match g.leader() {
+                    Some(l) if l == node.id() => g.read_index().await,
+                    Some(l) => {
+                        let deadline = Instant::now() + FOLLOWER_READ_INDEX_WAIT;
+                        match node.forward(l, group, GroupOp::ReadIndex, deadline).await? {
+                            GroupReply::ReadIndex(index) => Ok(index),
+                            other => Err(MeridianError::internal(format!(
+                                "unexpected reply to a read index request: {other:?}"
+                            ))),
+                        }
+                    }
+                    None => Err(MeridianError::not_leader(group, None)),
+                }
+            })
+        })
     }
 
     async fn propose_kv(
@@ -374,6 +428,7 @@ async fn serve_read(
     req: &meridian_state::RangeRequest,
     consistency: WireConsistency,
     min_revision: u64,
+    ask_leader: meridian_consensus::ReadRound,
 ) -> Result<GroupReply, MeridianError> {
     let leader_read = |lease| async move {
         g.read_barrier(lease).await?;
@@ -389,6 +444,15 @@ async fn serve_read(
         e
     };
     match consistency {
+        WireConsistency::Linearizable if !g.is_leader() => {
+            g.follower_read_barrier(ask_leader, FOLLOWER_CATCH_UP_WAIT)
+                .await?;
+            let resp = g.read(|s| s.kv.range(req))?;
+            Ok(GroupReply::Range {
+                resp,
+                staleness_ms: Some(0),
+            })
+        }
         WireConsistency::Linearizable => leader_read(false).await,
         WireConsistency::Lease => leader_read(true).await,
         // The leader answers a bounded read fresh, through its lease.

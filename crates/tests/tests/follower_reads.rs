@@ -1,7 +1,9 @@
 //! Follower reads in an in-process cluster: a `bounded` read is served by a follower that can
 //! prove its staleness, and reports it; a follower cut off from its leader stops serving
 //! bounded reads once its proof ages past the bound (the read goes to the leader, or fails —
-//! never stale); session tokens (`min_revision`) give read-your-writes at followers.
+//! never stale); session tokens (`min_revision`) give read-your-writes at followers; a follower
+//! serves a linearizable read itself once it has the leader's read index, and a cut-off
+//! follower never serves one.
 
 use meridian_node::{ClientApi, Consistency, Node, RangeRead, ReadOptions};
 use meridian_state::RangeRequest;
@@ -184,5 +186,70 @@ async fn session_tokens_read_your_writes_at_a_lagging_follower() {
     }
     let redirected = redirected.into_inner();
     tracing::info!(redirected, "token reads the follower sent to the leader");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_serves_linearizable_reads_itself_sharing_read_index_calls() {
+    let c = TestCluster::start(3, 1).await.unwrap();
+    let (_, leader, follower) = roles(&c);
+    let f = c.node(follower);
+    let m = f.metrics();
+    for i in 0..5 {
+        // Written through the leader, read at once through the follower: linearizable means
+        // the follower waits until it has applied the write.
+        let v = format!("v{i}");
+        c.put(leader, "k", &v).await.unwrap();
+        let r = read(&f, "k", Consistency::Linearizable, 0).await.unwrap();
+        assert_eq!(value(&r).as_deref(), Some(v.as_str()));
+    }
+    assert_eq!(m.follower_linearizable_reads.get(), 5);
+
+    // Many reads at once share calls to the leader.
+    let forwards_before = m.forwards.get();
+    let reads: Vec<_> = (0..200)
+        .map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move { read(&f, "k", Consistency::Linearizable, 0).await })
+        })
+        .collect();
+    for r in reads {
+        let r = r.await.unwrap().unwrap();
+        assert_eq!(value(&r).as_deref(), Some("v4"));
+    }
+    assert_eq!(m.follower_linearizable_reads.get(), 205);
+    let calls = m.forwards.get() - forwards_before;
+    assert!(calls < 100, "200 reads made {calls} calls to the leader");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_isolated_follower_never_serves_a_linearizable_read() {
+    let c = TestCluster::start(3, 1).await.unwrap();
+    let (_, leader, follower) = roles(&c);
+    c.put(leader, "k", "old").await.unwrap();
+    c.wait_converged(T).await.unwrap();
+    let f = c.node(follower);
+    c.isolate(follower);
+    wait_until("a write on the majority side", T, || async {
+        c.put(leader, "k", "new").await.is_ok()
+    })
+    .await
+    .unwrap();
+    match read(&f, "k", Consistency::Linearizable, 0).await {
+        Ok(r) => panic!("an isolated follower served a linearizable read: {:?}", value(&r)),
+        Err(e) => assert!(
+            matches!(e.code, ErrorCode::Timeout | ErrorCode::Unavailable),
+            "{e}"
+        ),
+    }
+    c.heal();
+    wait_until("the healed follower to serve the new value", T, || async {
+        read(&f, "k", Consistency::Linearizable, 0)
+            .await
+            .is_ok_and(|r| value(&r).as_deref() == Some("new"))
+    })
+    .await
+    .unwrap();
     c.shutdown().await;
 }
