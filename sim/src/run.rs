@@ -404,17 +404,18 @@ pub fn run_plan(plan: Plan) -> Outcome {
 
     // Replicas converge: wait (in simulated time) until every replica of every group has
     // applied the same index, then compare their state.
-    let map: Option<ClusterMap> = registry.lock().values().find_map(|n| n.cluster_map());
     let converged = invariants::replica_convergence::wait_and_check(
         &mut sim,
         &registry,
-        map.as_ref(),
         Duration::from_secs(30),
     );
     match converged {
         Ok(digests) => digests.hash(&mut trace),
         Err(v) => out.violations.push(v),
     }
+    let map: Option<ClusterMap> = invariants::replica_convergence::newest_map(
+        registry.lock().values().filter_map(|n| n.cluster_map()),
+    );
     out.violations.extend(invariants::log_matching::check(
         &registry,
         &stores,

@@ -1,5 +1,7 @@
 //! After the heal, the replicas of every group reach the same applied index with byte-identical
-//! state (compared by a hash of the encoded state machine).
+//! state (compared by a hash of the encoded state machine). Which nodes are a group's replicas
+//! comes from the newest cluster map any node holds, read again at every step: the placement
+//! driver may still be moving replicas after the heal.
 
 use meridian_state::ClusterMap;
 use meridian_types::GroupId;
@@ -13,24 +15,24 @@ use crate::run::Registry;
 pub fn wait_and_check(
     sim: &mut turmoil::Sim<'_>,
     registry: &Registry,
-    map: Option<&ClusterMap>,
     max: Duration,
 ) -> Result<Vec<(u64, u64, u64)>, String> {
-    let Some(map) = map else {
-        return Err("replica convergence: no node has a cluster map after the heal".into());
-    };
-    let mut groups: Vec<(u64, Vec<u64>)> =
-        vec![(0, map.meta_replicas.iter().map(|n| n.0).collect())];
-    for r in map.ranges.values() {
-        groups.push((r.id.0, r.replicas.iter().map(|n| n.0).collect()));
-    }
     let deadline = sim.elapsed() + max;
     let mut last = BTreeMap::new();
     loop {
+        let mut groups: Vec<(u64, Vec<u64>)>;
         let mut all_agree = true;
         let mut digests = Vec::new();
         {
             let reg = registry.lock();
+            let Some(map) = newest_map(reg.values().filter_map(|n| n.cluster_map())) else {
+                return Err("replica convergence: no node has a cluster map after the heal".into());
+            };
+            groups = vec![(0, map.meta_replicas.iter().map(|n| n.0).collect())];
+            for r in map.ranges.values() {
+                groups.push((r.id.0, r.replicas.iter().map(|n| n.0).collect()));
+            }
+            last.clear();
             for (g, replicas) in &groups {
                 let seen: Vec<(u64, Option<(u64, u64)>)> = replicas
                     .iter()
@@ -75,4 +77,9 @@ pub fn wait_and_check(
             return Err(format!("a host failed while converging: {e}"));
         }
     }
+}
+
+/// The map with the highest version (every change to the map raises it).
+pub fn newest_map(maps: impl Iterator<Item = ClusterMap>) -> Option<ClusterMap> {
+    maps.max_by_key(|m| m.version)
 }
