@@ -131,6 +131,10 @@ mod tests {
         for l in later {
             assert_eq!(l.await.unwrap().unwrap(), 2);
         }
-        assert_eq!(started.load(Ordering::SeqCst), 2, "one round for the three later readers");
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "one round for the three later readers"
+        );
     }
 }

@@ -76,7 +76,10 @@ impl Node {
         // reads its own state, as etcd's followers do.
         let read_here = matches!(
             op,
-            GroupOp::Range { consistency: WireConsistency::Linearizable, .. }
+            GroupOp::Range {
+                consistency: WireConsistency::Linearizable,
+                ..
+            }
         ) && self.group(group).is_some();
         let mut target = match nearest.pop_front() {
             Some(n) => Some(n),
@@ -109,7 +112,7 @@ impl Node {
             attempt += 1;
             match result {
                 Ok(r) => {
-                    if !follower_read && !(read_here && to == self.id()) {
+                    if !follower_read && (!read_here || to != self.id()) {
                         self.inner.leader_cache.write().insert(group, to);
                     }
                     return Ok(r);

@@ -237,7 +237,10 @@ async fn an_isolated_follower_never_serves_a_linearizable_read() {
     .await
     .unwrap();
     match read(&f, "k", Consistency::Linearizable, 0).await {
-        Ok(r) => panic!("an isolated follower served a linearizable read: {:?}", value(&r)),
+        Ok(r) => panic!(
+            "an isolated follower served a linearizable read: {:?}",
+            value(&r)
+        ),
         Err(e) => assert!(
             matches!(e.code, ErrorCode::Timeout | ErrorCode::Unavailable),
             "{e}"
