@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // prost's codec, but a message that does not decode is InvalidArgument, not Internal.
+        .codec_path("crate::codec::MeridianCodec")
         .compile_fds(fds)?;
     Ok(())
 }

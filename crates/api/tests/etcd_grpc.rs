@@ -409,6 +409,76 @@ async fn oversized_grpc_messages_are_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends bytes as they are, to see what the server makes of a body that is not protobuf.
+#[derive(Clone, Copy)]
+struct RawCodec;
+struct RawBytes;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, n).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_protobuf_is_invalid_argument() -> anyhow::Result<()> {
+    let api = FakeApi::default();
+    let server = start(api.clone()).await?;
+    let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+    // An unterminated varint: prost cannot decode it.
+    for path in ["/etcdserverpb.KV/Put", "/etcdserverpb.KV/Range"] {
+        grpc.ready().await?;
+        let err = grpc
+            .unary(
+                tonic::Request::new(vec![0x0a, 0xff, 0xff, 0xff]),
+                http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err:?}");
+        assert!(err.message().contains("does not decode"), "{err:?}");
+    }
+    assert_eq!(api.revision(), 0);
+    // The same bytes encoded properly still work.
+    let mut kv = KvClient::new(server.channel.clone());
+    kv.put(put("k", "v")).await?;
+    assert_eq!(api.revision(), 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn status_alarms_and_members() -> anyhow::Result<()> {
     let api = FakeApi::default();
