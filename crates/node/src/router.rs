@@ -17,9 +17,10 @@ pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(20);
 pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// How far ahead of its own clock a leader lets a `GroupOp::Advance` push a range's revision.
 pub const ADVANCE_AHEAD_MAX_MS: u64 = 60_000;
-/// Longest a follower waits for the leader's read index, and then to apply up to it, before a
-/// linearizable read goes to the leader instead.
+/// Longest a follower waits for the leader's read index before a linearizable read goes to the
+/// leader instead.
 pub const FOLLOWER_READ_INDEX_WAIT: Duration = Duration::from_secs(1);
+/// Longest a follower then waits to apply up to that index before the read goes to the leader.
 pub const FOLLOWER_CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 
 impl Node {
@@ -222,7 +223,7 @@ impl Node {
             } => {
                 let at_follower =
                     matches!(consistency, WireConsistency::Linearizable) && !g.is_leader();
-                let ask_leader = self.ask_leader_read_index(group);
+                let ask_leader = at_follower.then(|| self.ask_leader_read_index(group));
                 let r = serve_read(&g, group, &req, consistency, min_revision, ask_leader).await;
                 if at_follower && r.is_ok() {
                     self.inner.metrics.follower_linearizable_reads.inc();
@@ -431,7 +432,7 @@ async fn serve_read(
     req: &meridian_state::RangeRequest,
     consistency: WireConsistency,
     min_revision: u64,
-    ask_leader: meridian_consensus::ReadRound,
+    ask_leader: Option<meridian_consensus::ReadRound>,
 ) -> Result<GroupReply, MeridianError> {
     let leader_read = |lease| async move {
         g.read_barrier(lease).await?;
@@ -447,7 +448,7 @@ async fn serve_read(
         e
     };
     match consistency {
-        WireConsistency::Linearizable if !g.is_leader() => {
+        WireConsistency::Linearizable if let Some(ask_leader) = ask_leader => {
             g.follower_read_barrier(ask_leader, FOLLOWER_CATCH_UP_WAIT)
                 .await?;
             let resp = g.read(|s| s.kv.range(req))?;
