@@ -20,6 +20,14 @@ fn json_u64(v: &serde_json::Value, key: &str) -> Option<u64> {
     v.get(key)?.as_u64()
 }
 
+/// Why an answer leaves the operation's outcome unknown: an unexpected status, or no answer.
+fn why_unknown(res: Result<crate::http::Reply, String>) -> String {
+    match res {
+        Ok(r) => format!("{} {}", r.status, r.body),
+        Err(e) => e,
+    }
+}
+
 /// One client: random operations on a small key set through random nodes.
 pub(crate) async fn client(
     plan: Plan,
@@ -54,12 +62,8 @@ pub(crate) async fn client(
                         history.ok(id, Ret::PutOk, json_u64(&r.body, "revision"));
                         true
                     }
-                    Ok(r) => {
-                        history.unknown(id, format!("{} {}", r.status, r.body));
-                        false
-                    }
-                    Err(e) => {
-                        history.unknown(id, e);
+                    other => {
+                        history.unknown(id, why_unknown(other));
                         false
                     }
                 }
@@ -77,12 +81,8 @@ pub(crate) async fn client(
                         history.ok(id, Ret::GetOk(None), None);
                         true
                     }
-                    Ok(r) => {
-                        history.unknown(id, format!("{} {}", r.status, r.body));
-                        false
-                    }
-                    Err(e) => {
-                        history.unknown(id, e);
+                    other => {
+                        history.unknown(id, why_unknown(other));
                         false
                     }
                 }
@@ -129,12 +129,8 @@ pub(crate) async fn client(
                         history.ok(id, Ret::CasOk(won), rev);
                         true
                     }
-                    Ok(r) => {
-                        history.unknown(id, format!("{} {}", r.status, r.body));
-                        false
-                    }
-                    Err(e) => {
-                        history.unknown(id, e);
+                    other => {
+                        history.unknown(id, why_unknown(other));
                         false
                     }
                 }
@@ -157,12 +153,8 @@ pub(crate) async fn client(
                         history.ok(id, Ret::DeleteOk(existed), rev);
                         true
                     }
-                    Ok(r) => {
-                        history.unknown(id, format!("{} {}", r.status, r.body));
-                        false
-                    }
-                    Err(e) => {
-                        history.unknown(id, e);
+                    other => {
+                        history.unknown(id, why_unknown(other));
                         false
                     }
                 }
@@ -197,13 +189,8 @@ pub(crate) async fn client(
                         history.ok(id2, Ret::PutOk, None);
                         true
                     }
-                    Ok(r) => {
-                        history.unknown(id1, format!("{} {}", r.status, r.body));
-                        history.unknown(id2, "see the first key".into());
-                        false
-                    }
-                    Err(e) => {
-                        history.unknown(id1, e);
+                    other => {
+                        history.unknown(id1, why_unknown(other));
                         history.unknown(id2, "see the first key".into());
                         false
                     }
@@ -349,8 +336,7 @@ pub(crate) async fn final_reader(
                         history.ok(id, Ret::GetOk(None), None);
                         break;
                     }
-                    Ok(r) => history.unknown(id, format!("{} {}", r.status, r.body)),
-                    Err(e) => history.unknown(id, e),
+                    other => history.unknown(id, why_unknown(other)),
                 }
                 thread += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
