@@ -8,8 +8,8 @@
 //! first `\n`, then the protobuf `Envelope`.
 //!
 //! Properties: nothing panics; every answer carries a `grpc-status`; a message that decodes
-//! reaches the handler with every field intact, and one that does not gets tonic's decode
-//! error; a refused payload is `FailedPrecondition` whose message names a stable code.
+//! reaches the handler with every field intact, and one that does not is `InvalidArgument`
+//! (`invalid_argument: the message does not decode as protobuf: ...`); a refused payload is `FailedPrecondition` whose message names a stable code.
 
 #![no_main]
 
@@ -120,9 +120,9 @@ fuzz_target!(|data: &[u8]| {
                 seen.is_none(),
                 "an undecodable envelope reached the handler"
             );
-            assert_eq!(code, 13, "undecodable envelope: {msg:?}");
+            assert_eq!(code, 3, "undecodable envelope: {msg:?}");
             assert!(
-                msg.starts_with("failed to decode Protobuf message"),
+                msg.starts_with("invalid_argument: the message does not decode as protobuf"),
                 "{msg:?}"
             );
         }

@@ -469,7 +469,11 @@ async fn a_body_that_is_not_protobuf_is_invalid_argument() -> anyhow::Result<()>
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{path}: {err:?}");
-        assert!(err.message().contains("does not decode"), "{err:?}");
+        assert!(
+            err.message()
+                .starts_with("invalid_argument: the message does not decode"),
+            "{err:?}"
+        );
     }
     assert_eq!(api.revision(), 0);
     // The same bytes encoded properly still work.

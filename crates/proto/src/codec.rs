@@ -1,6 +1,8 @@
 //! The gRPC codec of every generated service and client: prost's, except that a message that
-//! does not decode is `InvalidArgument` ("the request does not decode: ..."). tonic's own codec
-//! answers `Internal`, which reads as a server bug when the fault is the caller's bytes.
+//! does not decode is `InvalidArgument` with the stable code `invalid_argument` at the head of
+//! its message, as every other Meridian error ("invalid_argument: the message does not decode as
+//! protobuf: ..."). tonic's own codec answers `Internal`, which reads as a server bug when the
+//! fault is the caller's bytes.
 
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
@@ -45,7 +47,7 @@ impl<U: Message + Default> Decoder for MeridianDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(buf).map_err(|e| match e.code() {
             Code::Internal => Status::invalid_argument(format!(
-                "the message does not decode as protobuf: {}",
+                "invalid_argument: the message does not decode as protobuf: {}",
                 e.message()
             )),
             _ => e,
