@@ -192,6 +192,22 @@ write("node_rpc", "status", b"\x00" + b"\n" + envelope("admin.status"))
 write("node_rpc", "forward", b"\x01" + b"100m\n" + envelope("kv.forward", bytes([2, 2, 3, 7]), group=2))
 write("node_rpc", "raft", b"\x00" + b"\n" + envelope("raft.append", b"\x00", group=3))
 
+
+# Stream: flags bit 1, then messages of one length byte and that many bytes of StreamCall.
+def stream_call(call_id, env, timeout_micros=0):
+    return f_int(1, call_id) + f_bytes(2, env) + (f_int(3, timeout_micros) if timeout_micros else b"")
+
+
+def chunked(*msgs):
+    return b"".join(bytes([len(m)]) + m for m in msgs)
+
+
+write("node_rpc", "stream", b"\x02" + b"\n" + chunked(
+    stream_call(1, envelope("admin.status")),
+    stream_call(2, envelope("raft.append", b"\x00", group=3), 500_000),
+    stream_call(3, envelope("kv.forward", bytes([2, 2, 3, 7]), group=2)),
+))
+
 # --- wire_codec: type index, postcard bytes ---
 write("wire_codec", "kv-entry-compact", bytes([7, 0, 5, 1, 3]))
 write("wire_codec", "command-kv", bytes([6, 0, 1, 0x2A, 9, 1, 3]))

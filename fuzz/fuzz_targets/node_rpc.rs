@@ -1,15 +1,21 @@
-//! Node RPC (`/meridian.node.v1.NodeRpc/Call`), which shares the client port: arbitrary bytes as
-//! the `Envelope` message through the real router composition of `meridian server` and
-//! `meridian_transport::node_rpc_service` (tonic decoding, the `grpc-timeout` parsing), into a
-//! handler that decodes each method's payload as `meridian_node::Node` does (postcard into the
-//! real message types) and answers like it.
+//! Node RPC (`/meridian.node.v1.NodeRpc/Call` and `/Stream`), which shares the client port:
+//! arbitrary bytes as the `Envelope` message (or a stream of `StreamCall` messages) through the
+//! real router composition of `meridian server` and `meridian_transport::node_rpc_service`
+//! (tonic decoding, the `grpc-timeout` parsing), into a handler that decodes each method's
+//! payload as `meridian_node::Node` does (postcard into the real message types) and answers
+//! like it.
 //!
-//! Input: byte 0 flags (bit 0: send a `grpc-timeout`), then the `grpc-timeout` value up to the
-//! first `\n`, then the protobuf `Envelope`.
+//! Input: byte 0 flags (bit 0: send a `grpc-timeout`; bit 1: call `Stream`), then the
+//! `grpc-timeout` value up to the first `\n`, then the protobuf `Envelope`; for `Stream`, a
+//! sequence of messages, each one length byte and that many bytes of `StreamCall`.
 //!
 //! Properties: nothing panics; every answer carries a `grpc-status`; a message that decodes
 //! reaches the handler with every field intact, and one that does not is `InvalidArgument`
-//! (`invalid_argument: the message does not decode as protobuf: ...`); a refused payload is `FailedPrecondition` whose message names a stable code.
+//! (`invalid_argument: the message does not decode as protobuf: ...`); a refused payload is
+//! `FailedPrecondition` whose message names a stable code. On `Stream`: every answer decodes
+//! and answers a call that was sent, every call before the first undecodable one is answered
+//! exactly once (all of them when all decode), a refusal names a stable code, and an
+//! undecodable call ends the stream with `InvalidArgument`.
 
 #![no_main]
 
@@ -21,7 +27,7 @@ use meridian_fuzz::{FuzzApi, collect, grpc_frame, grpc_status, is_error_code, ru
 use meridian_node::messages::{
     ForwardRequest, JoinRequest, M_FORWARD, M_HELLO, M_INIT, M_JOIN, M_STATUS,
 };
-use meridian_proto::node::Envelope as PbEnvelope;
+use meridian_proto::node::{Envelope as PbEnvelope, StreamAnswer, StreamCall};
 use meridian_state::ClusterMap;
 use meridian_transport::{Envelope, Handler, node_rpc_service};
 use meridian_types::MeridianError;
@@ -71,6 +77,9 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (&[][..], rest),
     };
+    if flags & 2 != 0 {
+        return stream_case(flags, timeout, message);
+    }
     let mut req = http::Request::builder()
         .method(http::Method::POST)
         .uri("/meridian.node.v1.NodeRpc/Call")
@@ -128,3 +137,85 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Splits `data` into messages of one length byte and that many bytes (the last may be short).
+fn chunks(mut data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while let Some((&len, rest)) = data.split_first() {
+        let n = usize::from(len).min(rest.len());
+        out.push(&rest[..n]);
+        data = &rest[n..];
+    }
+    out
+}
+
+fn stream_case(flags: u8, timeout: &[u8], data: &[u8]) {
+    let calls = chunks(data);
+    let body: Vec<u8> = calls.iter().flat_map(|c| grpc_frame(c)).collect();
+    let mut req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/meridian.node.v1.NodeRpc/Stream")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers");
+    if flags & 1 != 0
+        && let Ok(v) = http::HeaderValue::from_bytes(timeout)
+    {
+        req = req.header("grpc-timeout", v);
+    }
+    let req = req.body(Body::from(body)).expect("a valid request");
+    let handler = Arc::new(DecodingHandler::default());
+    let router = meridian_api::client_router(FuzzApi::new()).route_service(
+        "/meridian.node.v1.NodeRpc/{*method}",
+        node_rpc_service(handler),
+    );
+    let (parts, body, trailers) = runtime().block_on(async {
+        let resp = router.oneshot(req).await.expect("the router is infallible");
+        collect(resp).await
+    });
+    assert_eq!(parts.status, http::StatusCode::OK, "{parts:?}");
+    let (code, msg) = grpc_status(&parts, trailers.as_ref());
+    // The calls up to the first one that does not decode are read and run.
+    let decoded: Vec<StreamCall> = calls
+        .iter()
+        .map_while(|c| StreamCall::decode(*c).ok())
+        .collect();
+    let all_decode = decoded.len() == calls.len();
+    let mut sent: Vec<u64> = decoded.iter().map(|c| c.call_id).collect();
+    let mut answered = Vec::new();
+    let mut rest = &body[..];
+    while !rest.is_empty() {
+        assert!(rest.len() >= 5 && rest[0] == 0, "bad answer frame");
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        let a = StreamAnswer::decode(&rest[5..5 + len]).expect("an answer decodes");
+        if !a.error.is_empty() {
+            let stable = a
+                .error
+                .split_once(": ")
+                .is_some_and(|(c, _)| is_error_code(c));
+            assert!(stable, "refusal without a stable code: {:?}", a.error);
+        }
+        answered.push(a.call_id);
+        rest = &rest[5 + len..];
+    }
+    sent.sort_unstable();
+    answered.sort_unstable();
+    if all_decode {
+        assert_eq!(code, 0, "a stream of decodable calls ends OK: {msg:?}");
+        assert_eq!(answered, sent, "every call answered exactly once");
+    } else {
+        assert_eq!(code, 3, "an undecodable call: {msg:?}");
+        assert!(
+            msg.starts_with("invalid_argument: the message does not decode as protobuf"),
+            "{msg:?}"
+        );
+        // Answers of calls still running when the stream ended are lost with it.
+        let mut left = sent.clone();
+        for id in &answered {
+            let i = left
+                .iter()
+                .position(|s| s == id)
+                .unwrap_or_else(|| panic!("answer to call {id}, which was not sent"));
+            left.remove(i);
+        }
+    }
+}

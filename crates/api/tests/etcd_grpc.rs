@@ -566,6 +566,16 @@ struct Echo;
 
 #[tonic::async_trait]
 impl meridian_proto::node::node_rpc_server::NodeRpc for Echo {
+    type StreamStream =
+        futures::stream::Empty<Result<meridian_proto::node::StreamAnswer, tonic::Status>>;
+
+    async fn stream(
+        &self,
+        _request: tonic::Request<tonic::Streaming<meridian_proto::node::StreamCall>>,
+    ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not used here"))
+    }
+
     async fn call(
         &self,
         request: tonic::Request<meridian_proto::node::Envelope>,

@@ -246,6 +246,22 @@ impl Node {
         self.inner.bootstrap.read().clone()
     }
 
+    /// The error for a request that needs the cluster map when this node has none: a node of a
+    /// cluster that has not loaded its map yet (it just restarted) is starting, which passes
+    /// (`unavailable`, retryable); one that belongs to no cluster is `not_initialized`.
+    pub(crate) fn no_map_error(&self) -> MeridianError {
+        if self.cluster_id() != 0 {
+            MeridianError::unavailable(
+                "this node is starting and has not loaded the cluster map yet; retry",
+            )
+        } else {
+            MeridianError::new(
+                ErrorCode::NotInitialized,
+                "the cluster map is not known yet; is the cluster initialised?",
+            )
+        }
+    }
+
     /// The cluster map as a shared snapshot; cheap when nothing changed since the last call.
     pub fn map_arc(&self) -> Option<Arc<ClusterMap>> {
         let meta_version = self

@@ -88,12 +88,7 @@ impl Node {
 
     /// The catalogue entry of queue `name` in this node's map as it is.
     pub(crate) fn queue_spec_now(&self, name: &str) -> Result<QueueSpec, MeridianError> {
-        let map = self.map_arc().ok_or_else(|| {
-            MeridianError::new(
-                ErrorCode::NotInitialized,
-                "the cluster map is not known yet",
-            )
-        })?;
+        let map = self.map_arc().ok_or_else(|| self.no_map_error())?;
         map.queues.get(name).cloned().ok_or_else(|| {
             MeridianError::new(ErrorCode::QueueNotFound, format!("no queue named {name:?}"))
         })

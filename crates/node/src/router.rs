@@ -91,6 +91,9 @@ impl Node {
         loop {
             let replicas = self.replicas_of(group);
             if replicas.is_empty() {
+                if self.map_arc().is_none() {
+                    return Err(self.no_map_error());
+                }
                 return Err(MeridianError::new(
                     ErrorCode::NotInitialized,
                     "the cluster map is not known yet; is the cluster initialised?",

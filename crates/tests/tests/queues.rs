@@ -413,7 +413,19 @@ async fn every_message_reaches_ack_or_the_dead_letter_queue_under_faults() {
     for h in consumers {
         h.await.unwrap();
     }
-    assert_eq!(dead, want_dead, "exactly the poison messages died");
+    // Every poison message died. A good one may die too when the faults cost it all its
+    // deliveries (received through a node that then crashed, or acked after its 500 ms
+    // visibility timeout ran out: 3 deliveries, seen once in ~15 runs); one that was acked never.
+    assert!(
+        want_dead.is_subset(&dead),
+        "poison messages that did not die: {:?}",
+        want_dead.difference(&dead).collect::<Vec<_>>()
+    );
+    let acked_and_dead: Vec<_> = acked.lock().intersection(&dead).cloned().collect();
+    assert!(
+        acked_and_dead.is_empty(),
+        "acked, then dead: {acked_and_dead:?}"
+    );
     let info = pick(&c, 0).queue_info("work").await.unwrap();
     assert_eq!(
         (info.stats.ready, info.stats.in_flight, info.stats.dead),

@@ -2,12 +2,13 @@
 
 use crate::envelope::{Envelope, Handler, Transport};
 use crate::error::TransportError;
+use crate::grpc_stream::{DEFAULT_CALL_TIMEOUT, StreamPeer, from_pb, to_pb};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use meridian_proto::node::node_rpc_client::NodeRpcClient;
 use meridian_proto::node::node_rpc_server::{NodeRpc, NodeRpcServer as GenServer};
-use meridian_proto::node::{Envelope as PbEnvelope, EnvelopeReply};
-use meridian_types::{ClusterId, GroupId, NodeId};
+use meridian_proto::node::{Envelope as PbEnvelope, EnvelopeReply, StreamAnswer, StreamCall};
+use meridian_types::NodeId;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,7 +33,8 @@ pub type Connector =
 
 #[derive(Default)]
 pub struct GrpcTransport {
-    peers: RwLock<BTreeMap<NodeId, (String, NodeRpcClient<Channel>)>>,
+    /// Per peer: its address, its channel, and the long-lived stream over that channel.
+    peers: RwLock<BTreeMap<NodeId, (String, NodeRpcClient<Channel>, Arc<StreamPeer>)>>,
     by_addr: RwLock<BTreeMap<String, NodeRpcClient<Channel>>>,
     connector: Option<Connector>,
 }
@@ -75,18 +77,6 @@ fn client_for(
     Ok(NodeRpcClient::new(channel)
         .max_decoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX))
-}
-
-fn to_pb(env: Envelope) -> PbEnvelope {
-    // Moves the payload: an AppendEntries payload can be large and is sent once.
-    PbEnvelope {
-        cluster_id: env.cluster_id.0,
-        from_node: env.from.0,
-        to_node: env.to.0,
-        group_id: env.group.0,
-        method: env.method,
-        payload: env.payload,
-    }
 }
 
 async fn do_call(
@@ -132,9 +122,14 @@ impl GrpcTransport {
 
 impl Transport for GrpcTransport {
     fn call(&self, env: Envelope) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
-        let client = self.peers.read().get(&env.to).map(|(_, c)| c.clone());
-        match client {
-            Some(c) => do_call(c, env).boxed(),
+        let peer = self
+            .peers
+            .read()
+            .get(&env.to)
+            .map(|(_, c, s)| (c.clone(), s.clone()));
+        match peer {
+            Some((_, stream)) if stream.takes(&env) => stream.call(env).boxed(),
+            Some((c, _)) => do_call(c, env).boxed(),
             None => {
                 let node = env.to.0;
                 async move {
@@ -151,13 +146,14 @@ impl Transport for GrpcTransport {
     fn set_peer_addr(&self, node: NodeId, addr: String) {
         {
             let peers = self.peers.read();
-            if peers.get(&node).is_some_and(|(a, _)| *a == addr) {
+            if peers.get(&node).is_some_and(|(a, _, _)| *a == addr) {
                 return;
             }
         }
         match client_for(&addr, self.connector.as_ref()) {
             Ok(c) => {
-                self.peers.write().insert(node, (addr, c));
+                let stream = StreamPeer::new(node.0, c.clone());
+                self.peers.write().insert(node, (addr, c, stream));
             }
             Err(e) => tracing::warn!(node_id = node.0, error = %e, "cannot use peer address"),
         }
@@ -190,6 +186,17 @@ pub struct NodeRpcServer {
 
 #[tonic::async_trait]
 impl NodeRpc for NodeRpcServer {
+    type StreamStream = futures::stream::BoxStream<'static, Result<StreamAnswer, tonic::Status>>;
+
+    async fn stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<StreamCall>>,
+    ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+        let mut answers = crate::grpc_stream::serve(self.handler.clone(), request.into_inner());
+        let out = futures::stream::poll_fn(move |cx| answers.poll_recv(cx));
+        Ok(tonic::Response::new(Box::pin(out)))
+    }
+
     async fn call(
         &self,
         request: tonic::Request<PbEnvelope>,
@@ -199,17 +206,8 @@ impl NodeRpc for NodeRpcServer {
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
-            .unwrap_or(Duration::from_secs(30));
-        let pb = request.into_inner();
-        let env = Envelope {
-            cluster_id: ClusterId(pb.cluster_id),
-            from: NodeId(pb.from_node),
-            to: NodeId(pb.to_node),
-            group: GroupId(pb.group_id),
-            method: pb.method,
-            payload: pb.payload,
-            timeout,
-        };
+            .unwrap_or(DEFAULT_CALL_TIMEOUT);
+        let env = from_pb(request.into_inner(), timeout);
         match self.handler.handle(env).await {
             Ok(payload) => Ok(tonic::Response::new(EnvelopeReply { payload })),
             Err(e) => Err(tonic::Status::failed_precondition(e)),

@@ -9,11 +9,13 @@
 mod envelope;
 mod error;
 mod grpc;
+mod grpc_stream;
 mod sim;
 mod wan;
 
 pub use envelope::{Envelope, Handler, Transport};
 pub use error::{TransportError, WanTableError};
 pub use grpc::{Connector, GrpcTransport, NodeRpcServer, PeerStream, node_rpc_service};
+pub use grpc_stream::{STREAM_CALLS_IN_FLIGHT_MAX, STREAM_PAYLOAD_BYTES_MAX};
 pub use sim::{LinkRule, SimNetwork, SimTransport};
 pub use wan::{LOCAL_DEFAULT, WAN_RTT_MAX, WanLink, WanTable, WanTransport};
