@@ -31,10 +31,12 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> P
 pub type Connector =
     Arc<dyn Fn(String) -> BoxFuture<'static, std::io::Result<Box<dyn PeerStream>>> + Send + Sync>;
 
+/// One peer: its address, its channel, and the long-lived call stream over that channel.
+type Peer = (String, NodeRpcClient<Channel>, Arc<StreamPeer>);
+
 #[derive(Default)]
 pub struct GrpcTransport {
-    /// Per peer: its address, its channel, and the long-lived stream over that channel.
-    peers: RwLock<BTreeMap<NodeId, (String, NodeRpcClient<Channel>, Arc<StreamPeer>)>>,
+    peers: RwLock<BTreeMap<NodeId, Peer>>,
     by_addr: RwLock<BTreeMap<String, NodeRpcClient<Channel>>>,
     connector: Option<Connector>,
 }

@@ -301,17 +301,25 @@ async fn finish(
         envelope: Some(to_pb(env)),
         timeout_micros: u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX),
     };
+    // A caller that gives up (its future dropped, or the timeout below) leaves no entry behind.
+    let _forget = Forget(&session, id);
     // A send fails only once the stream is gone; its end fails this call too.
     let _ = session.tx.send(call);
     match tokio::time::timeout(timeout, answer).await {
-        Err(_) => {
-            session.forget(id);
-            Err(TransportError::Timeout { node })
-        }
+        Err(_) => Err(TransportError::Timeout { node }),
         Ok(Ok(a)) => a,
         Ok(Err(_)) => Err(TransportError::Unreachable {
             node,
             detail: "the stream to the peer closed".into(),
         }),
+    }
+}
+
+/// Removes a call from its stream's waiting list when dropped (a no-op once answered).
+struct Forget<'a>(&'a Session, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
     }
 }
