@@ -80,25 +80,9 @@ fuzz_target!(|data: &[u8]| {
     if flags & 2 != 0 {
         return stream_case(flags, timeout, message);
     }
-    let mut req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri("/meridian.node.v1.NodeRpc/Call")
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header("te", "trailers");
-    if flags & 1 != 0
-        && let Ok(v) = http::HeaderValue::from_bytes(timeout)
-    {
-        req = req.header("grpc-timeout", v);
-    }
-    let req = req
-        .body(Body::from(grpc_frame(message)))
-        .expect("a valid request");
-
+    let req = request("Call", flags, timeout, grpc_frame(message));
     let handler = Arc::new(DecodingHandler::default());
-    let router = meridian_api::client_router(FuzzApi::new()).route_service(
-        "/meridian.node.v1.NodeRpc/{*method}",
-        node_rpc_service(handler.clone()),
-    );
+    let router = node_router(handler.clone());
     let (parts, _body, trailers) = runtime().block_on(async {
         let resp = router.oneshot(req).await.expect("the router is infallible");
         collect(resp).await
@@ -138,6 +122,29 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
+/// A gRPC request to node RPC's `method`, with a `grpc-timeout` when flag bit 0 is set.
+fn request(method: &str, flags: u8, timeout: &[u8], body: Vec<u8>) -> http::Request<Body> {
+    let mut req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(format!("/meridian.node.v1.NodeRpc/{method}"))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers");
+    if flags & 1 != 0
+        && let Ok(v) = http::HeaderValue::from_bytes(timeout)
+    {
+        req = req.header("grpc-timeout", v);
+    }
+    req.body(Body::from(body)).expect("a valid request")
+}
+
+/// The client router with node RPC mounted as `meridian server` mounts it.
+fn node_router(handler: Arc<DecodingHandler>) -> axum::Router {
+    meridian_api::client_router(FuzzApi::new()).route_service(
+        "/meridian.node.v1.NodeRpc/{*method}",
+        node_rpc_service(handler),
+    )
+}
+
 /// Splits `data` into messages of one length byte and that many bytes (the last may be short).
 fn chunks(mut data: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
@@ -152,22 +159,8 @@ fn chunks(mut data: &[u8]) -> Vec<&[u8]> {
 fn stream_case(flags: u8, timeout: &[u8], data: &[u8]) {
     let calls = chunks(data);
     let body: Vec<u8> = calls.iter().flat_map(|c| grpc_frame(c)).collect();
-    let mut req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri("/meridian.node.v1.NodeRpc/Stream")
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header("te", "trailers");
-    if flags & 1 != 0
-        && let Ok(v) = http::HeaderValue::from_bytes(timeout)
-    {
-        req = req.header("grpc-timeout", v);
-    }
-    let req = req.body(Body::from(body)).expect("a valid request");
-    let handler = Arc::new(DecodingHandler::default());
-    let router = meridian_api::client_router(FuzzApi::new()).route_service(
-        "/meridian.node.v1.NodeRpc/{*method}",
-        node_rpc_service(handler),
-    );
+    let req = request("Stream", flags, timeout, body);
+    let router = node_router(Arc::new(DecodingHandler::default()));
     let (parts, body, trailers) = runtime().block_on(async {
         let resp = router.oneshot(req).await.expect("the router is infallible");
         collect(resp).await
