@@ -1,4 +1,5 @@
-//! The gRPC transport: one lazily connected tonic channel per peer node carries every group.
+//! The gRPC transport: one lazily connected tonic channel per peer node carries every group;
+//! calls go over one long-lived stream on it (`grpc_stream.rs`), big ones as unary calls.
 
 use crate::envelope::{Envelope, Handler, Transport};
 use crate::error::TransportError;

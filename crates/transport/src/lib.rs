@@ -1,7 +1,8 @@
 //! Layer: transport. Node-to-node RPC: one call shape (an [`Envelope`] naming its group and
-//! method, answered with bytes), a gRPC implementation with one channel per peer node, and a
-//! simulated network for tests that partitions, delays and drops per link, and a simulated WAN
-//! (per-region-pair round trips from a table) that wraps any transport.
+//! method, answered with bytes), a gRPC implementation with one channel per peer node (calls
+//! share one long-lived stream on it), a simulated network for tests that partitions, delays
+//! and drops per link, and a simulated WAN (per-region-pair round trips from a table) that wraps
+//! any transport.
 //!
 //! Architecture invariant: payloads are opaque bytes here; this crate knows no Raft message,
 //! no key and no range.
