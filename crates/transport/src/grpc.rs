@@ -3,13 +3,13 @@
 
 use crate::envelope::{Envelope, Handler, Transport};
 use crate::error::TransportError;
-use crate::grpc_stream::{DEFAULT_CALL_TIMEOUT, StreamPeer, from_pb, to_pb};
+use crate::grpc_stream::StreamPeer;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use meridian_proto::node::node_rpc_client::NodeRpcClient;
 use meridian_proto::node::node_rpc_server::{NodeRpc, NodeRpcServer as GenServer};
 use meridian_proto::node::{Envelope as PbEnvelope, EnvelopeReply, StreamAnswer, StreamCall};
-use meridian_types::NodeId;
+use meridian_types::{ClusterId, GroupId, NodeId};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -80,6 +80,33 @@ fn client_for(
     Ok(NodeRpcClient::new(channel)
         .max_decoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(NODE_RPC_MESSAGE_BYTES_MAX))
+}
+
+/// A call's timeout when its message names none.
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) fn from_pb(pb: PbEnvelope, timeout: Duration) -> Envelope {
+    Envelope {
+        cluster_id: ClusterId(pb.cluster_id),
+        from: NodeId(pb.from_node),
+        to: NodeId(pb.to_node),
+        group: GroupId(pb.group_id),
+        method: pb.method,
+        payload: pb.payload,
+        timeout,
+    }
+}
+
+pub(crate) fn to_pb(env: Envelope) -> PbEnvelope {
+    // Moves the payload: an AppendEntries payload can be large and is sent once.
+    PbEnvelope {
+        cluster_id: env.cluster_id.0,
+        from_node: env.from.0,
+        to_node: env.to.0,
+        group_id: env.group.0,
+        method: env.method,
+        payload: env.payload,
+    }
 }
 
 async fn do_call(

@@ -16,9 +16,9 @@
 
 use crate::envelope::{Envelope, Handler};
 use crate::error::TransportError;
+use crate::grpc::{DEFAULT_CALL_TIMEOUT, from_pb, to_pb};
 use meridian_proto::node::node_rpc_client::NodeRpcClient;
-use meridian_proto::node::{Envelope as PbEnvelope, StreamAnswer, StreamCall};
-use meridian_types::{ClusterId, GroupId, NodeId};
+use meridian_proto::node::{StreamAnswer, StreamCall};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,34 +31,8 @@ use tonic::transport::Channel;
 pub const STREAM_PAYLOAD_BYTES_MAX: usize = 1 << 20;
 /// Most calls of one stream a server runs at once; it reads no further call until one ends.
 pub const STREAM_CALLS_IN_FLIGHT_MAX: usize = 4096;
-/// A call's timeout when its message names none.
-pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Answer = Result<Vec<u8>, TransportError>;
-
-pub(crate) fn from_pb(pb: PbEnvelope, timeout: Duration) -> Envelope {
-    Envelope {
-        cluster_id: ClusterId(pb.cluster_id),
-        from: NodeId(pb.from_node),
-        to: NodeId(pb.to_node),
-        group: GroupId(pb.group_id),
-        method: pb.method,
-        payload: pb.payload,
-        timeout,
-    }
-}
-
-pub(crate) fn to_pb(env: Envelope) -> PbEnvelope {
-    // Moves the payload: an AppendEntries payload can be large and is sent once.
-    PbEnvelope {
-        cluster_id: env.cluster_id.0,
-        from_node: env.from.0,
-        to_node: env.to.0,
-        group_id: env.group.0,
-        method: env.method,
-        payload: env.payload,
-    }
-}
 
 /// The server side of one stream: runs each call as it arrives and sends its answer when done.
 pub(crate) fn serve(
