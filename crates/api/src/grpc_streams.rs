@@ -197,7 +197,7 @@ impl<A: ClientApi> StreamsService for GrpcStreams<A> {
         let s = self.streams()?;
         let mut r = read_request(req.into_inner());
         r.wait_ms = FOLLOW_POLL_MS;
-        s.spec(&r.stream).map_err(to_status)?;
+        s.spec(&r.stream).await.map_err(to_status)?;
         let out = futures::stream::unfold(Some((s, r)), |st| async move {
             let (s, mut r) = st?;
             let p = r.partition;

@@ -39,6 +39,9 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_millis(300);
 pub const CORRUPT_GROUP_RETRY: Duration = Duration::from_secs(60);
 /// Timeout of small admin calls between nodes.
 pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a node waits for its map to learn of a stream or queue (created through another
+/// node, or this node just restarted) before answering `stream_not_found` / `queue_not_found`.
+pub const CATALOGUE_CATCH_UP: Duration = Duration::from_millis(1000);
 
 pub(crate) struct Inner {
     pub(crate) cfg: NodeConfig,

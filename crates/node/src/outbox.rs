@@ -127,7 +127,7 @@ impl Node {
                 message,
             } => {
                 let streams = self.streams();
-                let spec = streams.spec(&stream)?;
+                let spec = streams.spec(&stream).await?;
                 streams.check_messages(std::slice::from_ref(&message))?;
                 let p = match (partition, &message.key) {
                     (Some(p), _) => p,

@@ -26,8 +26,6 @@ const LEADER_WAIT_SLICE: Duration = Duration::from_secs(2);
 /// Shortest pause between two receives that found nothing although a message looked ready
 /// (held back by its group's order).
 const EMPTY_RECEIVE_PAUSE: Duration = Duration::from_millis(5);
-/// How long a node waits for its map to learn of a queue before answering `queue_not_found`.
-const CATALOGUE_CATCH_UP: Duration = Duration::from_millis(1000);
 
 /// A queue from the catalogue with its depth and totals (read on its range's leader).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,10 +73,13 @@ impl Node {
     /// know yet may have just been created through another node: wait a moment for the map to
     /// catch up before answering `queue_not_found`.
     pub(crate) async fn queue_spec(&self, name: &str) -> Result<QueueSpec, MeridianError> {
-        let deadline = Instant::now() + CATALOGUE_CATCH_UP;
+        let deadline = Instant::now() + crate::node::CATALOGUE_CATCH_UP;
         loop {
             match self.queue_spec_now(name) {
-                Err(e) if e.code == ErrorCode::QueueNotFound && Instant::now() < deadline => {
+                Err(e)
+                    if (e.code == ErrorCode::QueueNotFound || e.code.is_retryable())
+                        && Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
                 r => return r,

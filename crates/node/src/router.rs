@@ -91,13 +91,28 @@ impl Node {
         loop {
             let replicas = self.replicas_of(group);
             if replicas.is_empty() {
-                if self.map_arc().is_none() {
-                    return Err(self.no_map_error());
+                // A node that belongs to a cluster but does not know this group yet (it restarted
+                // and serves its bootstrap map until the meta group applies) catches up soon:
+                // wait for it within the deadline rather than answer with a final error.
+                let e = if self.map_arc().is_none() || self.cluster_id() == 0 {
+                    self.no_map_error()
+                } else {
+                    MeridianError::unavailable(format!(
+                        "group {group} is not in this node's cluster map yet; retry"
+                    ))
+                };
+                if !e.code.is_retryable() {
+                    return Err(e);
                 }
-                return Err(MeridianError::new(
-                    ErrorCode::NotInitialized,
-                    "the cluster map is not known yet; is the cluster initialised?",
-                ));
+                attempt += 1;
+                last_err = e;
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                tokio::time::sleep(backoff.min(deadline - now)).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+                continue;
             }
             let to = target.unwrap_or_else(|| replicas[attempt % replicas.len()]);
             let result = if to == self.id() {

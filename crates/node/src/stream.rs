@@ -169,8 +169,26 @@ fn unexpected(r: impl std::fmt::Debug) -> MeridianError {
 }
 
 impl Streams {
-    /// The stream's spec, from this node's map (`stream_not_found` if none).
-    pub fn spec(&self, name: &str) -> Result<StreamSpec, MeridianError> {
+    /// The stream's spec. A stream this node's replica of the map does not know yet may have
+    /// just been created through another node, or this node may have just restarted: wait a
+    /// moment for the map to catch up before answering `stream_not_found`.
+    pub async fn spec(&self, name: &str) -> Result<StreamSpec, MeridianError> {
+        let deadline = Instant::now() + crate::node::CATALOGUE_CATCH_UP;
+        loop {
+            match self.spec_now(name) {
+                Err(e)
+                    if (e.code == ErrorCode::StreamNotFound || e.code.is_retryable())
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The stream's spec in this node's map as it is (`stream_not_found` if none).
+    pub fn spec_now(&self, name: &str) -> Result<StreamSpec, MeridianError> {
         self.node
             .known_map()?
             .streams
@@ -245,7 +263,7 @@ impl Streams {
 
     /// Deletes a stream; its system ranges go away with it. `Ok(false)` if there was none.
     pub async fn delete(&self, name: &str) -> Result<bool, MeridianError> {
-        let Ok(spec) = self.spec(name) else {
+        let Ok(spec) = self.spec(name).await else {
             return Ok(false);
         };
         self.node
@@ -271,7 +289,7 @@ impl Streams {
 
     /// The stream and every partition's offsets and consumers.
     pub async fn view(&self, name: &str) -> Result<StreamView, MeridianError> {
-        let spec = self.spec(name)?;
+        let spec = self.spec(name).await?;
         let infos = (0..spec.partitions).map(|p| self.partition_info(&spec, p));
         let partitions = futures::future::try_join_all(infos).await?;
         Ok(StreamView { spec, partitions })
@@ -322,7 +340,7 @@ impl Streams {
         messages: Vec<NewMessage>,
         request_id: Option<RequestId>,
     ) -> Result<Vec<Published>, MeridianError> {
-        let spec = self.spec(stream)?;
+        let spec = self.spec(stream).await?;
         self.check_messages(&messages)?;
         if let Some(p) = partition
             && p >= spec.partitions
@@ -434,7 +452,7 @@ impl Streams {
     /// Reads one partition from its leader; with `wait_ms`, waits that long for a message when
     /// there is none (a long poll).
     pub async fn read(&self, mut req: PartitionReadRequest) -> Result<StreamRead, MeridianError> {
-        let spec = self.spec(&req.stream)?;
+        let spec = self.spec(&req.stream).await?;
         if req.partition >= spec.partitions {
             return Err(MeridianError::invalid(format!(
                 "stream {} has partitions 0 to {}",

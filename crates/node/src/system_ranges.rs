@@ -111,6 +111,9 @@ impl Node {
         self.map_arc()
             .filter(|m| m.is_initialized())
             .ok_or_else(|| {
+                if self.cluster_id() != 0 {
+                    return self.no_map_error();
+                }
                 MeridianError::new(
                     ErrorCode::NotInitialized,
                     "this node is not part of an initialised cluster; run `meridian cluster init`",

@@ -361,7 +361,7 @@ pub async fn follow<A: ClientApi>(
     }
     req.wait_ms = FOLLOW_POLL.as_millis() as u64;
     // Fail before the stream starts when the stream does not exist.
-    s.spec(&req.stream)?;
+    s.spec(&req.stream).await?;
     let events = futures::stream::unfold(Some((s, req)), |st| async move {
         let (s, mut req) = st?;
         match s.read(req.clone()).await {

@@ -13,7 +13,7 @@ impl Streams {
         member: &str,
         session_timeout_ms: u64,
     ) -> Result<MemberAssignment, MeridianError> {
-        let spec = self.spec(stream)?;
+        let spec = self.spec(stream).await?;
         check_name(group, "group")?;
         check_name(member, "member")?;
         let cmd = StreamCommand::Heartbeat {
@@ -46,7 +46,7 @@ impl Streams {
         group: &str,
         member: &str,
     ) -> Result<(), MeridianError> {
-        let spec = self.spec(stream)?;
+        let spec = self.spec(stream).await?;
         let cmd = StreamCommand::Leave {
             stream: stream.to_string(),
             group: group.to_string(),
@@ -73,7 +73,7 @@ impl Streams {
         offset: u64,
         fence: Option<(&str, u64)>,
     ) -> Result<(), MeridianError> {
-        let spec = self.spec(stream)?;
+        let spec = self.spec(stream).await?;
         check_name(group, "group")?;
         if partition >= spec.partitions {
             return Err(MeridianError::invalid(format!(
