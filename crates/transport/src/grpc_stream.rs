@@ -76,9 +76,15 @@ pub(crate) fn serve(
             let answer = handler.handle(from_pb(pb, timeout));
             let tx = tx.clone();
             tokio::spawn(async move {
-                let (payload, error) = match answer.await {
-                    Ok(payload) => (payload, String::new()),
-                    Err(e) => (Vec::new(), e),
+                // The caller gives up at its timeout: stop the work then, as a unary call's
+                // handler stops when its caller resets the call.
+                let (payload, error) = match tokio::time::timeout(timeout, answer).await {
+                    Ok(Ok(payload)) => (payload, String::new()),
+                    Ok(Err(e)) => (Vec::new(), e),
+                    Err(_) => (
+                        Vec::new(),
+                        format!("timeout: the call did not finish within {timeout:?}"),
+                    ),
                 };
                 // The caller may be gone; its calls then fail on its side.
                 let _ = tx

@@ -14,23 +14,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// Echoes the payload; `sleep:N` waits N ms first; `refuse` is refused; counts every call.
+/// Echoes the payload; `sleep:N` waits N ms first; `refuse` is refused; counts every call and
+/// every call whose work was dropped before it finished.
 #[derive(Default)]
 struct Echo {
     calls: AtomicUsize,
+    dropped: Arc<AtomicUsize>,
+}
+
+/// Counts a call's work as dropped unless it was disarmed first.
+struct DropCount(Option<Arc<AtomicUsize>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Handler for Echo {
     fn handle(&self, env: Envelope) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut guard = DropCount(Some(self.dropped.clone()));
         async move {
             match env.method.as_str() {
-                "refuse" => Err("not_leader: ask node 2".to_string()),
+                "refuse" => {
+                    guard.0 = None;
+                    Err("not_leader: ask node 2".to_string())
+                }
                 m => {
                     if let Some(ms) = m.strip_prefix("sleep:") {
                         let ms: u64 = ms.parse().unwrap();
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
+                    guard.0 = None;
                     let mut out = env.payload;
                     out.extend_from_slice(&env.group.0.to_be_bytes());
                     Ok(out)
@@ -133,18 +151,27 @@ async fn concurrent_calls_get_their_own_answers_in_any_order() {
 
 #[tokio::test]
 async fn a_refusal_is_remote_and_a_slow_answer_times_out() {
-    let (t, _handler, _server, _) = setup(true).await;
+    let (t, handler, _server, _) = setup(true).await;
     match t.call(env("refuse", 1, vec![], T)).await {
         Err(TransportError::Remote { node: 2, detail }) => {
             assert_eq!(detail, "not_leader: ask node 2")
         }
         other => panic!("want a remote refusal, got {other:?}"),
     }
-    let slow = t.call(env("sleep:2000", 1, vec![], Duration::from_millis(100)));
+    let slow = t.call(env("sleep:5000", 1, vec![], Duration::from_millis(100)));
     assert!(matches!(
         slow.await,
         Err(TransportError::Timeout { node: 2 })
     ));
+    // The server stops the work the caller gave up on (else it would finish after 5 s).
+    let started = std::time::Instant::now();
+    while handler.dropped.load(Ordering::Relaxed) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the server still runs a call its caller gave up on"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The stream is still usable after a call gave up on it.
     assert_eq!(
         t.call(env("echo", 0, vec![9], T)).await.unwrap(),
