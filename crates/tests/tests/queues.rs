@@ -45,21 +45,24 @@ fn body(d: &Delivery) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivers_in_group_order_and_refuses_stale_receipts() {
+    // Long enough that a loaded CI machine does not let a message time out between two calls
+    // the test expects it in flight for (400 ms did, once).
+    const VISIBILITY_MS: u64 = 2000;
     let c = TestCluster::start(3, 1).await.unwrap();
     let (n1, n2, n3) = (c.node(NodeId(1)), c.node(NodeId(2)), c.node(NodeId(3)));
     let spec = n1
-        .create_queue("jobs", cfg(400, 5, None), None)
+        .create_queue("jobs", cfg(VISIBILITY_MS, 5, None), None)
         .await
         .unwrap();
     // Idempotent for the same configuration, refused for another.
     assert_eq!(
-        n2.create_queue("jobs", cfg(400, 5, None), None)
+        n2.create_queue("jobs", cfg(VISIBILITY_MS, 5, None), None)
             .await
             .unwrap(),
         spec
     );
     let e = n2
-        .create_queue("jobs", cfg(500, 5, None), None)
+        .create_queue("jobs", cfg(VISIBILITY_MS + 100, 5, None), None)
         .await
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::QueueExists);
@@ -155,7 +158,7 @@ async fn redelivers_in_group_order_and_refuses_stale_receipts() {
     for r in futures::future::join_all(receives).await {
         for d in r.unwrap() {
             // A delivery is handed out once (a message may be delivered again after its
-            // 400 ms visibility timeout, under a new receipt).
+            // visibility timeout, under a new receipt).
             assert!(
                 receipts.insert(d.receipt),
                 "receipt {} handed out twice",
