@@ -25,6 +25,12 @@ struct Echo {
 /// Counts a call's work as dropped unless it was disarmed first.
 struct DropCount(Option<Arc<AtomicUsize>>);
 
+impl DropCount {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for DropCount {
     fn drop(&mut self) {
         if let Some(n) = self.0.take() {
@@ -40,7 +46,7 @@ impl Handler for Echo {
         async move {
             match env.method.as_str() {
                 "refuse" => {
-                    guard.0 = None;
+                    guard.disarm();
                     Err("not_leader: ask node 2".to_string())
                 }
                 m => {
@@ -48,7 +54,7 @@ impl Handler for Echo {
                         let ms: u64 = ms.parse().unwrap();
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
-                    guard.0 = None;
+                    guard.disarm();
                     let mut out = env.payload;
                     out.extend_from_slice(&env.group.0.to_be_bytes());
                     Ok(out)
