@@ -43,6 +43,26 @@ pub const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// node, or this node just restarted) before answering `stream_not_found` / `queue_not_found`.
 pub const CATALOGUE_CATCH_UP: Duration = Duration::from_millis(1000);
 
+/// Looks a stream or queue up in this node's map, waiting up to [`CATALOGUE_CATCH_UP`] while the
+/// answer is `not_found` or retryable (the map has not caught up yet).
+pub(crate) async fn catalogue_lookup<T>(
+    not_found: ErrorCode,
+    lookup: impl Fn() -> Result<T, MeridianError>,
+) -> Result<T, MeridianError> {
+    let deadline = tokio::time::Instant::now() + CATALOGUE_CATCH_UP;
+    loop {
+        match lookup() {
+            Err(e)
+                if (e.code == not_found || e.code.is_retryable())
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            r => return r,
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) cfg: NodeConfig,
     pub(crate) store: Arc<dyn LogStore>,

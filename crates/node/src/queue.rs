@@ -73,18 +73,7 @@ impl Node {
     /// know yet may have just been created through another node: wait a moment for the map to
     /// catch up before answering `queue_not_found`.
     pub(crate) async fn queue_spec(&self, name: &str) -> Result<QueueSpec, MeridianError> {
-        let deadline = Instant::now() + crate::node::CATALOGUE_CATCH_UP;
-        loop {
-            match self.queue_spec_now(name) {
-                Err(e)
-                    if (e.code == ErrorCode::QueueNotFound || e.code.is_retryable())
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(10)).await
-                }
-                r => return r,
-            }
-        }
+        crate::node::catalogue_lookup(ErrorCode::QueueNotFound, || self.queue_spec_now(name)).await
     }
 
     /// The catalogue entry of queue `name` in this node's map as it is.

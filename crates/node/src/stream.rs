@@ -173,18 +173,7 @@ impl Streams {
     /// just been created through another node, or this node may have just restarted: wait a
     /// moment for the map to catch up before answering `stream_not_found`.
     pub async fn spec(&self, name: &str) -> Result<StreamSpec, MeridianError> {
-        let deadline = Instant::now() + crate::node::CATALOGUE_CATCH_UP;
-        loop {
-            match self.spec_now(name) {
-                Err(e)
-                    if (e.code == ErrorCode::StreamNotFound || e.code.is_retryable())
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(10)).await
-                }
-                r => return r,
-            }
-        }
+        crate::node::catalogue_lookup(ErrorCode::StreamNotFound, || self.spec_now(name)).await
     }
 
     /// The stream's spec in this node's map as it is (`stream_not_found` if none).
