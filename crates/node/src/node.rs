@@ -280,7 +280,7 @@ impl Node {
         } else {
             MeridianError::new(
                 ErrorCode::NotInitialized,
-                "the cluster map is not known yet; is the cluster initialised?",
+                "this node is not part of an initialised cluster; run `meridian cluster init`",
             )
         }
     }

@@ -23,6 +23,19 @@ pub const FOLLOWER_READ_INDEX_WAIT: Duration = Duration::from_secs(1);
 /// Longest a follower then waits to apply up to that index before the read goes to the leader.
 pub const FOLLOWER_CATCH_UP_WAIT: Duration = Duration::from_millis(500);
 
+/// Waits out one retry pause (`backoff` plus up to half of it as jitter, never past `deadline`)
+/// and doubles `backoff`; false, without waiting, once the deadline has passed.
+async fn retry_pause(backoff: &mut Duration, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    let jitter = meridian_types::rng::with(|r| r.random_range(0..=backoff.as_millis() as u64 / 2));
+    tokio::time::sleep((*backoff + Duration::from_millis(jitter)).min(deadline - now)).await;
+    *backoff = (*backoff * 2).min(RETRY_BACKOFF_MAX);
+    true
+}
+
 impl Node {
     /// Replicas of a group, from the cluster map.
     pub(crate) fn replicas_of(&self, group: GroupId) -> Vec<NodeId> {
@@ -106,12 +119,9 @@ impl Node {
                 }
                 attempt += 1;
                 last_err = e;
-                let now = Instant::now();
-                if now >= deadline {
+                if !retry_pause(&mut backoff, deadline).await {
                     break;
                 }
-                tokio::time::sleep(backoff.min(deadline - now)).await;
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
                 continue;
             }
             let to = target.unwrap_or_else(|| replicas[attempt % replicas.len()]);
@@ -184,15 +194,9 @@ impl Node {
                 }
                 Err(e) => return Err(e),
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if !retry_pause(&mut backoff, deadline).await {
                 break;
             }
-            let jitter =
-                meridian_types::rng::with(|r| r.random_range(0..=backoff.as_millis() as u64 / 2));
-            let pause = (backoff + Duration::from_millis(jitter)).min(deadline - now);
-            tokio::time::sleep(pause).await;
-            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
         }
         Err(MeridianError::new(
             ErrorCode::Timeout,

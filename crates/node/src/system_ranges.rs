@@ -110,15 +110,7 @@ impl Node {
     pub(crate) fn known_map(&self) -> Result<Arc<ClusterMap>, MeridianError> {
         self.map_arc()
             .filter(|m| m.is_initialized())
-            .ok_or_else(|| {
-                if self.cluster_id() != 0 {
-                    return self.no_map_error();
-                }
-                MeridianError::new(
-                    ErrorCode::NotInitialized,
-                    "this node is not part of an initialised cluster; run `meridian cluster init`",
-                )
-            })
+            .ok_or_else(|| self.no_map_error())
     }
 }
 
