@@ -32,8 +32,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> P
 pub type Connector =
     Arc<dyn Fn(String) -> BoxFuture<'static, std::io::Result<Box<dyn PeerStream>>> + Send + Sync>;
 
-/// One peer: its address, its channel, and the long-lived call stream over that channel.
-type Peer = (String, NodeRpcClient<Channel>, Arc<StreamPeer>);
+/// One peer: its address, and its channel with the long-lived call stream over it.
+type Peer = (String, Arc<StreamPeer>);
 
 #[derive(Default)]
 pub struct GrpcTransport {
@@ -152,14 +152,10 @@ impl GrpcTransport {
 
 impl Transport for GrpcTransport {
     fn call(&self, env: Envelope) -> BoxFuture<'static, Result<Vec<u8>, TransportError>> {
-        let peer = self
-            .peers
-            .read()
-            .get(&env.to)
-            .map(|(_, c, s)| (c.clone(), s.clone()));
+        let peer = self.peers.read().get(&env.to).map(|(_, s)| s.clone());
         match peer {
-            Some((_, stream)) if stream.takes(&env) => stream.call(env).boxed(),
-            Some((c, _)) => do_call(c, env).boxed(),
+            Some(stream) if stream.takes(&env) => stream.call(env).boxed(),
+            Some(stream) => do_call(stream.client(), env).boxed(),
             None => {
                 let node = env.to.0;
                 async move {
@@ -176,14 +172,15 @@ impl Transport for GrpcTransport {
     fn set_peer_addr(&self, node: NodeId, addr: String) {
         {
             let peers = self.peers.read();
-            if peers.get(&node).is_some_and(|(a, _, _)| *a == addr) {
+            if peers.get(&node).is_some_and(|(a, _)| *a == addr) {
                 return;
             }
         }
         match client_for(&addr, self.connector.as_ref()) {
             Ok(c) => {
-                let stream = StreamPeer::new(node.0, c.clone());
-                self.peers.write().insert(node, (addr, c, stream));
+                self.peers
+                    .write()
+                    .insert(node, (addr, StreamPeer::new(node.0, c)));
             }
             Err(e) => tracing::warn!(node_id = node.0, error = %e, "cannot use peer address"),
         }

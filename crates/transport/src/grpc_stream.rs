@@ -184,6 +184,11 @@ impl StreamPeer {
         })
     }
 
+    /// The peer's channel, for unary calls.
+    pub(crate) fn client(&self) -> NodeRpcClient<Channel> {
+        self.client.clone()
+    }
+
     /// Whether `env` goes over the stream (else as a unary call).
     pub(crate) fn takes(&self, env: &Envelope) -> bool {
         env.payload.len() <= STREAM_PAYLOAD_BYTES_MAX && !self.unary_only.load(Ordering::Relaxed)
