@@ -392,6 +392,13 @@ impl RaftGroup {
             .map(NodeId)
     }
 
+    /// AppendEntries this replica held back the whole `GATE_WAIT_MAX` waiting for an earlier
+    /// request of the same replication stream (`consensus::pipeline`): 0 unless a request was
+    /// lost or the stream's order could not be followed.
+    pub fn append_gate_timeouts(&self) -> u64 {
+        self.gate.timeouts()
+    }
+
     pub fn status(&self) -> GroupStatus {
         let m = self.raft.metrics().borrow_watched().clone();
         let role = match (m.running_state.is_ok(), m.state) {

@@ -13,7 +13,10 @@
 //! sequence order. A request whose predecessor never arrives (lost with its connection) waits at
 //! most [`GATE_WAIT_MAX`] and then goes on: Raft stays safe under reordering (a request whose
 //! previous entry is missing is refused as a conflict and the leader backs up), the gate only
-//! keeps that from happening in the common case.
+//! keeps that from happening in the common case. A request sent while none is in flight starts a
+//! new session (sequence 0, which never waits): nothing before it is unanswered, and the
+//! follower may have forgotten an idle session (it keeps [`GATE_SESSIONS_MAX`] per group, and
+//! every heartbeat is a stream of its own).
 
 use crate::network::RaftRouter;
 use crate::typ::{Snapshot, TypeConfig, Vote};
@@ -43,7 +46,7 @@ pub const APPEND_INFLIGHT_MAX: usize = 16;
 /// Longest a follower holds a request back waiting for an earlier one of the same stream.
 pub const GATE_WAIT_MAX: Duration = Duration::from_millis(500);
 /// Streams a follower remembers per group; the least recently used is forgotten beyond it.
-const GATE_SESSIONS_MAX: usize = 64;
+pub const GATE_SESSIONS_MAX: usize = 64;
 
 /// Where one request sits in its replication stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +259,14 @@ where
     }
 
     fn send(&mut self, req: AppendEntriesRequest<TypeConfig>) {
+        if self.inflight.is_empty() {
+            // Every earlier request is answered, so this one waits for none of them: a new
+            // session whose first request the follower runs at once. Continuing the old one
+            // would make the follower wait `GATE_WAIT_MAX` if it had forgotten the session
+            // meanwhile (heartbeats open a session each, 10 a second, and the gate keeps 64).
+            self.session = new_session();
+            self.next_seq = 0;
+        }
         let seq = AppendSeq {
             session: self.session,
             seq: self.next_seq,
@@ -278,6 +289,8 @@ where
 #[derive(Default)]
 pub(crate) struct AppendGate {
     sessions: parking_lot::Mutex<HashMap<u64, Session>>,
+    /// Requests that waited the whole [`GATE_WAIT_MAX`] for a predecessor.
+    timeouts: AtomicU64,
 }
 
 struct Session {
@@ -298,12 +311,22 @@ impl AppendGate {
         };
         let mut rx = self.session(seq.session);
         // A missing predecessor only delays; see the module docs.
-        let _ = tokio::time::timeout(GATE_WAIT_MAX, rx.wait_for(|d| *d >= seq.seq)).await;
+        if tokio::time::timeout(GATE_WAIT_MAX, rx.wait_for(|d| *d >= seq.seq))
+            .await
+            .is_err()
+        {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         let out = f.await;
         if let Some(s) = self.sessions.lock().get(&seq.session) {
             s.done_below.send_modify(|d| *d = (*d).max(seq.seq + 1));
         }
         out
+    }
+
+    /// How many requests waited the whole [`GATE_WAIT_MAX`] for a predecessor that did not come.
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
     }
 
     fn session(&self, id: u64) -> watch::Receiver<u64> {
@@ -364,6 +387,7 @@ mod tests {
         gate.in_order(Some(AppendSeq { session: 1, seq: 3 }), async {})
             .await;
         assert!(t0.elapsed() >= GATE_WAIT_MAX);
+        assert_eq!(gate.timeouts(), 1);
         // The stream goes on from there without waiting again.
         let t1 = Instant::now();
         gate.in_order(Some(AppendSeq { session: 1, seq: 4 }), async {})

@@ -166,3 +166,30 @@ async fn a_new_node_joins_and_serves_requests() {
     .await;
     c.shutdown().await;
 }
+
+/// Writes after an idle spell are not held back at the followers. Every heartbeat is a
+/// replication stream of its own and a follower remembers 64 streams per group, so after 64
+/// heartbeats it has forgotten the idle data stream; a write that went on with that stream's
+/// numbering waited 500 ms (`GATE_WAIT_MAX`) at each follower for requests it no longer knew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_after_an_idle_spell_are_not_held_at_the_followers() {
+    let c = TestCluster::start(3, 1).await.unwrap();
+    c.wait_all_leaders(T).await.unwrap();
+    c.put(NodeId(1), "idle", "0").await.unwrap();
+    // More than 64 heartbeats at the harness's 50 ms.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    for i in 1..=5 {
+        c.put(NodeId(1), "idle", &i.to_string()).await.unwrap();
+    }
+    let held: u64 = c
+        .ids
+        .iter()
+        .flat_map(|id| {
+            let node = c.node(*id);
+            c.groups().into_iter().filter_map(move |g| node.group(g))
+        })
+        .map(|g| g.append_gate_timeouts())
+        .sum();
+    assert_eq!(held, 0, "AppendEntries held the whole GATE_WAIT_MAX");
+    c.shutdown().await;
+}
