@@ -204,7 +204,11 @@ impl RaftGroup {
     /// Proposes a command; returns its result once it is committed on a quorum (fsynced there)
     /// and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, MeridianError> {
-        match self.raft.client_write(cmd).await {
+        match self
+            .raft
+            .client_write(crate::typ::SharedCommand(Arc::new(cmd)))
+            .await
+        {
             Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
                 MeridianError::not_leader(self.group, f.leader_id.map(NodeId)),

@@ -7,6 +7,7 @@
 //! rest of Meridian sees [`RaftGroup`] and plain Meridian types. This crate does not know keys,
 //! ranges or client protocols.
 
+mod entry_cache;
 mod freshness;
 mod group;
 mod log_store;
@@ -21,6 +22,7 @@ mod typ;
 #[cfg(test)]
 mod conformance;
 
+pub use entry_cache::{LOG_CACHE_BYTES_MAX, LOG_CACHE_ENTRIES_MAX};
 pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
 pub use membership::{GroupMembership, LEARNER_CAUGHT_UP_LAG};
 pub use network::RaftRouter;

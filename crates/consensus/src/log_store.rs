@@ -1,5 +1,6 @@
 //! openraft's log storage for one group, on the node's shared [`LogStore`].
 
+use crate::entry_cache::EntryCache;
 use crate::typ::{Entry, LogId, TypeConfig, Vote};
 use meridian_storage::LogStore;
 use meridian_types::GroupId;
@@ -15,15 +16,24 @@ const META_VOTE: &str = "raft.vote";
 const META_COMMITTED: &str = "raft.committed";
 const META_PURGED: &str = "raft.purged";
 
+/// Cloned as openraft's log readers (one per replication stream and the state machine's);
+/// the clones share the entry cache.
 #[derive(Clone)]
 pub(crate) struct GroupLogStore {
     group: GroupId,
     store: Arc<dyn LogStore>,
+    /// Entries are added after the disk has them and removed before the disk loses them, so a
+    /// read the cache answers gives what the disk would.
+    cache: Arc<parking_lot::Mutex<EntryCache>>,
 }
 
 impl GroupLogStore {
     pub(crate) fn new(group: GroupId, store: Arc<dyn LogStore>) -> Self {
-        Self { group, store }
+        Self {
+            group,
+            store,
+            cache: Arc::default(),
+        }
     }
 
     fn get<T: serde::de::DeserializeOwned>(&self, name: &str) -> io::Result<Option<T>> {
@@ -66,6 +76,9 @@ impl RaftLogReader<TypeConfig> for GroupLogStore {
             Bound::Excluded(e) => *e,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(entries) = self.cache.lock().get(start, end) {
+            return Ok(entries);
+        }
         let records = self.store.read_log(self.group, start, end)?;
         records.iter().map(|(i, b)| decode_entry(*i, b)).collect()
     }
@@ -118,8 +131,10 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         I::IntoIter: OptionalSend,
     {
         let mut records = Vec::new();
+        let mut appended = Vec::new();
         for e in entries {
             let bytes = postcard::to_allocvec(&e).map_err(io::Error::other)?;
+            appended.push((e.clone(), bytes.len()));
             records.push((e.index(), bytes));
         }
         self.store.append(
@@ -127,10 +142,13 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             records,
             Box::new(move |r| callback.io_completed(r)),
         )?;
+        self.cache.lock().extend(appended);
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let last = last_log_id.map(|l| l.index());
+        self.cache.lock().truncate_after(last);
         self.store
             .truncate_after(self.group, last_log_id.map(|l| l.index()))?;
         Ok(())
@@ -139,6 +157,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // Record the purge point first, so a crash between the two never hides purged entries.
         self.put(META_PURGED, &log_id, true)?;
+        self.cache.lock().purge_upto(log_id.index());
         meridian_storage::crash_point!("consensus::log::purge::after_mark");
         self.store.purge_upto(self.group, log_id.index())?;
         Ok(())

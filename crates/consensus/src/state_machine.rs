@@ -132,7 +132,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 d.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
-                    EntryPayload::Normal(ref cmd) => d.state.apply(cmd),
+                    EntryPayload::Normal(ref cmd) => d.state.apply(&cmd.0),
                     EntryPayload::Membership(ref m) => {
                         d.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());
                         CommandResult::None
