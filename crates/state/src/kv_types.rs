@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// One stored version of a key, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create_revision: u64,
     pub mod_revision: u64,
@@ -20,7 +22,9 @@ pub struct KeyValue {
 /// `>= key`; otherwise the half-open interval `[key, range_end)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     /// Most keys to return; 0 means no limit (the caller caps it to the scan page limit).
     pub limit: u64,
@@ -43,7 +47,9 @@ pub struct RangeResponse {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub prev_kv: bool,
     pub lease: i64,
@@ -65,8 +71,10 @@ pub struct PutResponse {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRangeRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Same meaning as in [`RangeRequest::range_end`].
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     pub prev_kv: bool,
 }
@@ -90,7 +98,7 @@ pub enum CompareOp {
 /// (etcd's rule).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareTarget {
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     Version(u64),
     CreateRevision(u64),
     ModRevision(u64),
@@ -99,8 +107,10 @@ pub enum CompareTarget {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// Empty: compare the single key. Otherwise every key in `[key, range_end)` must satisfy it.
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
     pub op: CompareOp,
     pub target: CompareTarget,
@@ -183,4 +193,70 @@ pub enum KvResult {
     Advance {
         revision: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::NewMessage;
+
+    /// Byte fields are encoded as bytes (one copy, not one call per byte), and the encoding is
+    /// exactly the one written before they were: logs and snapshots on disk read the same.
+    #[test]
+    fn byte_fields_keep_their_encoding() {
+        #[derive(Serialize)]
+        struct PutBefore {
+            key: Vec<u8>,
+            value: Vec<u8>,
+            prev_kv: bool,
+            lease: i64,
+            ignore_lease: bool,
+            ignore_value: bool,
+        }
+        #[derive(Serialize)]
+        struct MessageBefore {
+            key: Option<Vec<u8>>,
+            payload: Vec<u8>,
+            headers: Vec<(String, String)>,
+            dedup_id: Option<String>,
+        }
+        let value: Vec<u8> = (0..=255).collect();
+        let put = PutRequest {
+            key: b"k".to_vec(),
+            value: value.clone(),
+            prev_kv: true,
+            lease: -3,
+            ignore_lease: false,
+            ignore_value: true,
+        };
+        let before = PutBefore {
+            key: b"k".to_vec(),
+            value: value.clone(),
+            prev_kv: true,
+            lease: -3,
+            ignore_lease: false,
+            ignore_value: true,
+        };
+        let bytes = postcard::to_allocvec(&put).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&before).unwrap());
+        assert_eq!(postcard::from_bytes::<PutRequest>(&bytes).unwrap(), put);
+
+        for key in [None, Some(b"part".to_vec())] {
+            let m = NewMessage {
+                key: key.clone(),
+                payload: value.clone(),
+                headers: vec![("h".into(), "v".into())],
+                dedup_id: Some("d".into()),
+            };
+            let b = MessageBefore {
+                key,
+                payload: value.clone(),
+                headers: vec![("h".into(), "v".into())],
+                dedup_id: Some("d".into()),
+            };
+            let bytes = postcard::to_allocvec(&m).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&b).unwrap());
+            assert_eq!(postcard::from_bytes::<NewMessage>(&bytes).unwrap(), m);
+        }
+    }
 }

@@ -37,7 +37,9 @@ pub struct StreamMessage {
     pub offset: u64,
     /// The leader's clock when it was published (never below an earlier message's).
     pub timestamp_ms: u64,
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
@@ -53,7 +55,9 @@ impl StreamMessage {
 /// A message to publish.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMessage {
+    #[serde(with = "serde_bytes")]
     pub key: Option<Vec<u8>>,
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
     /// A repeat within [`DEDUP_WINDOW_MS`] is not stored again; it answers the first offset.

@@ -144,6 +144,7 @@ pub enum MessageState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub attributes: BTreeMap<String, String>,
     /// Messages of one group are delivered one at a time, in send order.
@@ -160,6 +161,7 @@ pub struct Message {
 /// One message to send.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendMessage {
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub attributes: BTreeMap<String, String>,
     pub group: Option<String>,
@@ -287,6 +289,7 @@ pub struct SendOutcome {
 pub struct Delivery {
     pub id: MessageId,
     pub receipt: Receipt,
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     pub attributes: BTreeMap<String, String>,
     pub group: Option<String>,
