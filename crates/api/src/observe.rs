@@ -21,3 +21,12 @@ where
     api.observe_request(op, outcome, started.elapsed().as_secs_f64());
     result
 }
+
+/// `fut` on the heap. A request's future holds every state of the call below it (routing,
+/// batching, Raft) and is several kilobytes; boxed once where it is made, the futures around it
+/// (metrics, tonic's own box) stay small and each move copies a pointer, not the whole state.
+pub(crate) fn boxed<'a, T>(
+    fut: impl Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(fut)
+}

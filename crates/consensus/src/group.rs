@@ -75,9 +75,20 @@ pub struct GroupStatus {
     pub learners: Vec<NodeId>,
 }
 
-/// One Raft group hosted on this node.
+/// One Raft group hosted on this node. A handle: clones share one [`GroupParts`] (a request
+/// clones it on every lookup, so one reference count rather than one per part).
 #[derive(Clone)]
-pub struct RaftGroup {
+pub struct RaftGroup(Arc<GroupParts>);
+
+impl std::ops::Deref for RaftGroup {
+    type Target = GroupParts;
+    fn deref(&self) -> &GroupParts {
+        &self.0
+    }
+}
+
+/// What a [`RaftGroup`] handle points to.
+pub struct GroupParts {
     pub(crate) group: GroupId,
     pub(crate) me: NodeId,
     pub(crate) raft: Raft,
@@ -167,7 +178,7 @@ impl RaftGroup {
                 }
             }),
         );
-        Ok(Self {
+        Ok(Self(Arc::new(GroupParts {
             group,
             me,
             raft,
@@ -177,7 +188,7 @@ impl RaftGroup {
             gate: Arc::default(),
             reads: ReadRounds::default(),
             follower_reads: ReadRounds::default(),
-        })
+        })))
     }
 
     pub fn group(&self) -> GroupId {

@@ -2,7 +2,7 @@
 
 use super::convert::{self, HeaderInfo};
 use super::status::to_status;
-use crate::observe::observed;
+use crate::observe::{boxed, observed};
 use meridian_node::{ClientApi, Consistency, ReadOptions, WriteOptions};
 use meridian_proto::etcd::etcdserverpb as pb;
 use meridian_proto::etcd::etcdserverpb::kv_server::Kv;
@@ -186,9 +186,11 @@ impl<A: ClientApi> Kv for EtcdKv<A> {
         } else {
             "scan"
         };
-        let (resp, staleness_ms) = observed(&self.api, op, async {
-            self.range(r, asked?, min_revision?).await
-        })
+        let (resp, staleness_ms) = observed(
+            &self.api,
+            op,
+            boxed(async { self.range(r, asked?, min_revision?).await }),
+        )
         .await
         .map_err(to_status)?;
         let mut resp = Response::new(resp);
@@ -205,7 +207,7 @@ impl<A: ClientApi> Kv for EtcdKv<A> {
     ) -> Result<Response<pb::PutResponse>, Status> {
         let opts = write_options(&request);
         let r = request.into_inner();
-        reply(observed(&self.api, "put", async { self.put(r, opts?).await }).await)
+        reply(observed(&self.api, "put", boxed(async { self.put(r, opts?).await })).await)
     }
 
     async fn delete_range(
@@ -215,9 +217,11 @@ impl<A: ClientApi> Kv for EtcdKv<A> {
         let opts = write_options(&request);
         let r = request.into_inner();
         reply(
-            observed(&self.api, "delete", async {
-                self.delete_range(r, opts?).await
-            })
+            observed(
+                &self.api,
+                "delete",
+                boxed(async { self.delete_range(r, opts?).await }),
+            )
             .await,
         )
     }
@@ -228,7 +232,7 @@ impl<A: ClientApi> Kv for EtcdKv<A> {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let opts = write_options(&request);
         let r = request.into_inner();
-        reply(observed(&self.api, "txn", async { self.txn(r, opts?).await }).await)
+        reply(observed(&self.api, "txn", boxed(async { self.txn(r, opts?).await })).await)
     }
 
     async fn compact(
