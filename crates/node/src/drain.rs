@@ -78,12 +78,7 @@ impl Node {
         let map = self
             .map_arc()
             .filter(|m| m.is_initialized())
-            .ok_or_else(|| {
-                MeridianError::new(
-                    ErrorCode::NotInitialized,
-                    "the cluster map is not known yet",
-                )
-            })?;
+            .ok_or_else(|| self.no_map_error())?;
         map.nodes.get(&node).map(|n| n.state).ok_or_else(|| {
             MeridianError::new(
                 ErrorCode::UnknownNode,

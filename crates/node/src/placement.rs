@@ -91,12 +91,7 @@ impl Node {
     fn initialized_map(&self) -> Result<std::sync::Arc<ClusterMap>, MeridianError> {
         self.map_arc()
             .filter(|m| m.is_initialized())
-            .ok_or_else(|| {
-                MeridianError::new(
-                    ErrorCode::NotInitialized,
-                    "this node is not part of an initialised cluster; run `meridian cluster init`",
-                )
-            })
+            .ok_or_else(|| self.no_map_error())
     }
 
     /// Right after `cluster init` the meta group may not hold the map yet (its first leader
