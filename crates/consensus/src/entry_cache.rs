@@ -7,9 +7,9 @@ use openraft::entry::RaftEntry;
 use std::collections::VecDeque;
 
 /// Most entries one group keeps in memory beyond the log on disk.
-pub const LOG_CACHE_ENTRIES_MAX: usize = 1024;
+pub const LOG_CACHE_ENTRIES_MAX: usize = 512;
 /// Most encoded bytes of entries one group keeps in memory (the newest always stays).
-pub const LOG_CACHE_BYTES_MAX: usize = 2 << 20;
+pub const LOG_CACHE_BYTES_MAX: usize = 1 << 20;
 
 #[derive(Default)]
 pub(crate) struct EntryCache {

@@ -230,12 +230,12 @@ mod tests {
             ignore_value: true,
         };
         let before = PutBefore {
-            key: b"k".to_vec(),
-            value: value.clone(),
-            prev_kv: true,
-            lease: -3,
-            ignore_lease: false,
-            ignore_value: true,
+            key: put.key.clone(),
+            value: put.value.clone(),
+            prev_kv: put.prev_kv,
+            lease: put.lease,
+            ignore_lease: put.ignore_lease,
+            ignore_value: put.ignore_value,
         };
         let bytes = postcard::to_allocvec(&put).unwrap();
         assert_eq!(bytes, postcard::to_allocvec(&before).unwrap());
