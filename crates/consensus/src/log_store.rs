@@ -149,8 +149,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let last = last_log_id.map(|l| l.index());
         self.cache.lock().truncate_after(last);
-        self.store
-            .truncate_after(self.group, last_log_id.map(|l| l.index()))?;
+        self.store.truncate_after(self.group, last)?;
         Ok(())
     }
 
