@@ -22,7 +22,6 @@ mod typ;
 #[cfg(test)]
 mod conformance;
 
-pub use entry_cache::{LOG_CACHE_BYTES_MAX, LOG_CACHE_ENTRIES_MAX};
 pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
 pub use membership::{GroupMembership, LEARNER_CAUGHT_UP_LAG};
 pub use network::RaftRouter;

@@ -134,8 +134,9 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let mut appended = Vec::new();
         for e in entries {
             let bytes = postcard::to_allocvec(&e).map_err(io::Error::other)?;
-            appended.push((e.clone(), bytes.len()));
+            let size = bytes.len();
             records.push((e.index(), bytes));
+            appended.push((e, size));
         }
         self.store.append(
             self.group,

@@ -46,7 +46,7 @@ pub const APPEND_INFLIGHT_MAX: usize = 16;
 /// Longest a follower holds a request back waiting for an earlier one of the same stream.
 pub const GATE_WAIT_MAX: Duration = Duration::from_millis(500);
 /// Streams a follower remembers per group; the least recently used is forgotten beyond it.
-pub const GATE_SESSIONS_MAX: usize = 64;
+const GATE_SESSIONS_MAX: usize = 64;
 
 /// Where one request sits in its replication stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,17 +140,16 @@ impl RaftNetworkV2<TypeConfig> for GroupNet {
             + Unpin
             + 'static,
     {
-        let net = self.clone();
-        let session = new_session();
         let state = PipeState {
-            net,
+            net: self.clone(),
             input,
             input_done: false,
             stopped: false,
+            // Both set by the first `send` (nothing is in flight then).
+            session: 0,
             next_seq: 0,
             inflight: FuturesOrdered::new(),
             option,
-            session,
         };
         let strm = futures::stream::unfold(state, |mut st| async move {
             let item = st.next_answer().await?;
