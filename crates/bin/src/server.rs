@@ -35,7 +35,8 @@ pub struct ServerArgs {
     #[arg(long, env = "MERIDIAN_JOIN", value_delimiter = ',')]
     join: Option<Vec<String>>,
     /// Acknowledge writes before they are fsynced. Unsafe: for experiments only.
-    #[arg(long, env = "MERIDIAN_NO_FSYNC")]
+    /// `MERIDIAN_NO_FSYNC` takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "MERIDIAN_NO_FSYNC", value_parser = clap::builder::BoolishValueParser::new())]
     no_fsync: bool,
     #[arg(long, env = "MERIDIAN_HEARTBEAT_INTERVAL_MS")]
     heartbeat_interval_ms: Option<u64>,
@@ -305,5 +306,29 @@ mod tests {
         );
         let zero = Cli::try_parse_from(["meridian", "--unclaimed-range-grace-secs", "0"]);
         assert!(zero.is_err());
+    }
+
+    #[test]
+    fn no_fsync_takes_the_usual_spellings_of_a_boolean() {
+        assert!(args(&["--no-fsync"]).no_fsync);
+        assert!(!args(&[]).no_fsync);
+        let from_env = |v: &str| {
+            // SAFETY: nextest runs each test in its own process, and nothing else in this test
+            // reads or writes the environment while it runs.
+            unsafe { std::env::set_var("MERIDIAN_NO_FSYNC", v) };
+            let parsed = Cli::try_parse_from(["meridian", "--id", "1"]).map(|c| c.a.no_fsync);
+            unsafe { std::env::remove_var("MERIDIAN_NO_FSYNC") };
+            parsed
+        };
+        for (v, want) in [
+            ("1", true),
+            ("true", true),
+            ("yes", true),
+            ("0", false),
+            ("off", false),
+        ] {
+            assert_eq!(from_env(v).unwrap(), want, "MERIDIAN_NO_FSYNC={v}");
+        }
+        assert!(from_env("maybe").is_err());
     }
 }
