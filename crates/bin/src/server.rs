@@ -2,9 +2,11 @@
 
 use crate::config::{FileConfig, check_addr, pick};
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use meridian_node::{Node, NodeConfig};
-use meridian_transport::{GrpcTransport, Transport, WanTable, WanTransport, node_rpc_service};
+use meridian_transport::{
+    CoalescingIo, GrpcTransport, Transport, WanTable, WanTransport, node_rpc_service,
+};
 use meridian_types::NodeId;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -220,12 +222,13 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
         });
     }
 
-    // Small RPCs must not wait for Nagle's algorithm (a 40 ms stall against delayed ACKs).
-    let listener = listener.tap_io(|tcp| {
+    // Small RPCs must not wait for Nagle's algorithm (a 40 ms stall against delayed ACKs);
+    // instead, responses that are ready together leave together (see `CoalescingIo`).
+    let listener = Coalescing(listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "set TCP_NODELAY");
         }
-    });
+    }));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -243,6 +246,23 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// A listener whose connections coalesce their writes ([`CoalescingIo`]).
+struct Coalescing<L>(L);
+
+impl<L: Listener> Listener for Coalescing<L> {
+    type Io = CoalescingIo<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.0.accept().await;
+        (CoalescingIo::new(io), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
 }
 
 /// openraft gives a heartbeat its interval to come back and bases leader leases and the

@@ -7,6 +7,7 @@
 //! Architecture invariant: payloads are opaque bytes here; this crate knows no Raft message,
 //! no key and no range.
 
+mod coalesce;
 mod envelope;
 mod error;
 mod grpc;
@@ -14,6 +15,7 @@ mod grpc_stream;
 mod sim;
 mod wan;
 
+pub use coalesce::{COALESCE_BUFFER_MAX, CoalescingIo};
 pub use envelope::{Envelope, Handler, Transport};
 pub use error::{TransportError, WanTableError};
 pub use grpc::{Connector, GrpcTransport, NodeRpcServer, PeerStream, node_rpc_service};

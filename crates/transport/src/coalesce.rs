@@ -1,0 +1,259 @@
+//! Write coalescing for served connections: many responses, one `writev`.
+//!
+//! A batch of writes commits at once, so hundreds of responses become ready together. Each one
+//! wakes its connection's task, and tokio runs a task woken by the running one next (its LIFO
+//! slot): so hyper's h2 connection task wrote and flushed each response on its own, with one
+//! `writev` (and one wake-up of the reader) per response, often two. [`CoalescingIo`] holds
+//! written bytes until the connection flushes, and then, before writing, lets every other
+//! runnable task run once (the task re-queues itself at the back of the run queue). Responses
+//! that became ready in the same round then leave in one system call. When nothing else is
+//! runnable the task runs again at once, so a lone request waits for no timer.
+//!
+//! Limit: at most [`COALESCE_BUFFER_MAX`] bytes wait in one connection's buffer; a write
+//! beyond it first sends what is buffered (back-pressure from the socket, as before).
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Most bytes one connection holds for its next flush.
+pub const COALESCE_BUFFER_MAX: usize = 256 * 1024;
+
+/// An IO stream whose writes wait in a buffer until a flush, and whose flush first yields to the
+/// other runnable tasks once. Reads pass through.
+#[derive(Debug)]
+pub struct CoalescingIo<S> {
+    inner: S,
+    buf: Vec<u8>,
+    /// Bytes at the front of `buf` already written to `inner`.
+    sent: usize,
+    /// The current flush has already yielded once.
+    yielded: bool,
+}
+
+impl<S> CoalescingIo<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            buf: Vec::new(),
+            sent: 0,
+            yielded: false,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+}
+
+impl<S: AsyncWrite + Unpin> CoalescingIo<S> {
+    /// Writes everything buffered to `inner`.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.buf.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buf[self.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.sent += n;
+        }
+        self.buf.clear();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Room for `want` more bytes, draining first if the buffer is full.
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buffered() >= COALESCE_BUFFER_MAX {
+            ready!(self.poll_drain(cx))?;
+        }
+        Poll::Ready(Ok(COALESCE_BUFFER_MAX - self.buffered()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CoalescingIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        let room = ready!(me.poll_room(cx))?;
+        let n = data.len().min(room);
+        me.buf.extend_from_slice(&data[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        let mut room = ready!(me.poll_room(cx))?;
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(room);
+            me.buf.extend_from_slice(&b[..take]);
+            n += take;
+            room -= take;
+            if room == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if me.buffered() > 0 {
+            if !me.yielded {
+                // Re-queue behind every task already runnable: a task that wakes itself while
+                // running goes to the back of tokio's run queue, not into its LIFO slot.
+                me.yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            ready!(me.poll_drain(cx))?;
+        }
+        me.yielded = false;
+        Pin::new(&mut me.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        ready!(me.poll_drain(cx))?;
+        me.yielded = false;
+        Pin::new(&mut me.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Counts the writes that reach the wrapped stream.
+    struct Counting {
+        writes: usize,
+        bytes: Vec<u8>,
+        /// Accept at most this many bytes per write (a full socket buffer).
+        per_write: usize,
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = data.len().min(self.per_write);
+            self.writes += 1;
+            self.bytes.extend_from_slice(&data[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn counting(per_write: usize) -> CoalescingIo<Counting> {
+        CoalescingIo::new(Counting {
+            writes: 0,
+            bytes: Vec::new(),
+            per_write,
+        })
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_the_flush_and_leave_in_one_write() {
+        let mut io = counting(usize::MAX);
+        io.write_all(b"one ").await.unwrap();
+        io.write_vectored(&[IoSlice::new(b"two "), IoSlice::new(b"three")])
+            .await
+            .unwrap();
+        assert_eq!(
+            io.get_ref().writes,
+            0,
+            "nothing is written before the flush"
+        );
+        io.flush().await.unwrap();
+        assert_eq!(io.get_ref().writes, 1);
+        assert_eq!(io.get_ref().bytes, b"one two three");
+        // A flush with nothing buffered writes nothing.
+        io.flush().await.unwrap();
+        assert_eq!(io.get_ref().writes, 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_buffer_is_sent_before_more_is_taken() {
+        let mut io = counting(usize::MAX);
+        let big = vec![7u8; COALESCE_BUFFER_MAX + 10];
+        io.write_all(&big).await.unwrap();
+        assert_eq!(io.get_ref().writes, 1, "the first full buffer went out");
+        assert_eq!(io.buffered(), 10);
+        io.shutdown().await.unwrap();
+        assert_eq!(io.get_ref().bytes, big, "shutdown sends the rest");
+    }
+
+    #[tokio::test]
+    async fn partial_writes_of_the_inner_stream_lose_nothing() {
+        let mut io = counting(3);
+        io.write_all(b"abcdefghij").await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.get_ref().bytes, b"abcdefghij");
+        assert_eq!(io.get_ref().writes, 4);
+    }
+
+    #[tokio::test]
+    async fn a_flush_lets_the_other_runnable_tasks_run_first() {
+        use std::sync::{Arc, Mutex};
+        let log = Arc::new(Mutex::new(Vec::new()));
+        struct Logging(Arc<Mutex<Vec<&'static str>>>);
+        impl AsyncWrite for Logging {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                data: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.0.lock().unwrap().push("write");
+                Poll::Ready(Ok(data.len()))
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+        let mut io = CoalescingIo::new(Logging(log.clone()));
+        let log2 = log.clone();
+        // The test runtime has one thread: the spawned task runs only when this one yields.
+        let other = tokio::spawn(async move { log2.lock().unwrap().push("other") });
+        io.write_all(b"x").await.unwrap();
+        io.flush().await.unwrap();
+        other.await.unwrap();
+        assert_eq!(*log.lock().unwrap(), ["other", "write"]);
+    }
+}
