@@ -190,9 +190,11 @@ mod tests {
     async fn writes_wait_for_the_flush_and_leave_in_one_write() {
         let mut io = counting(usize::MAX);
         io.write_all(b"one ").await.unwrap();
-        io.write_vectored(&[IoSlice::new(b"two "), IoSlice::new(b"three")])
+        let n = io
+            .write_vectored(&[IoSlice::new(b"two "), IoSlice::new(b"three")])
             .await
             .unwrap();
+        assert_eq!(n, 9, "both slices are taken whole");
         assert_eq!(
             io.get_ref().writes,
             0,
