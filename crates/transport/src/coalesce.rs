@@ -1,9 +1,9 @@
-//! Write coalescing for served connections: many responses, one `writev`.
+//! Write coalescing for served connections: many responses, one `send`.
 //!
 //! A batch of writes commits at once, so hundreds of responses become ready together. Each one
 //! wakes its connection's task, and tokio runs a task woken by the running one next (its LIFO
 //! slot): so hyper's h2 connection task wrote and flushed each response on its own, with one
-//! `writev` (and one wake-up of the reader) per response, often two. [`CoalescingIo`] holds
+//! system call (and one wake-up of the reader) per response, often two. [`CoalescingIo`] holds
 //! written bytes until the connection flushes, and then, before writing, lets every other
 //! runnable task run once (the task re-queues itself at the back of the run queue). Responses
 //! that became ready in the same round then leave in one system call. When nothing else is
@@ -19,6 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Most bytes one connection holds for its next flush.
 pub const COALESCE_BUFFER_MAX: usize = 256 * 1024;
+/// A drained buffer bigger than this is freed rather than kept for the next writes, so idle
+/// connections that once sent much hold little.
+const KEEP_CAPACITY_MAX: usize = 16 * 1024;
 
 /// An IO stream whose writes wait in a buffer until a flush, and whose flush first yields to the
 /// other runnable tasks once. Reads pass through.
@@ -61,7 +64,11 @@ impl<S: AsyncWrite + Unpin> CoalescingIo<S> {
             }
             self.sent += n;
         }
-        self.buf.clear();
+        if self.buf.capacity() > KEEP_CAPACITY_MAX {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
         self.sent = 0;
         Poll::Ready(Ok(()))
     }
