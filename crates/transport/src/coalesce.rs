@@ -45,7 +45,8 @@ impl<S> CoalescingIo<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
+    #[cfg(test)]
+    fn get_ref(&self) -> &S {
         &self.inner
     }
 
@@ -73,7 +74,7 @@ impl<S: AsyncWrite + Unpin> CoalescingIo<S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Room for `want` more bytes, draining first if the buffer is full.
+    /// How many more bytes the buffer takes, sending it first if it is full.
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buffered() >= COALESCE_BUFFER_MAX {
             ready!(self.poll_drain(cx))?;
@@ -98,11 +99,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        let room = ready!(me.poll_room(cx))?;
-        let n = data.len().min(room);
-        me.buf.extend_from_slice(&data[..n]);
-        Poll::Ready(Ok(n))
+        self.poll_write_vectored(cx, &[IoSlice::new(data)])
     }
 
     fn poll_write_vectored(
