@@ -63,6 +63,7 @@ pub(crate) fn serve(
                     call_id,
                     payload: Vec::new(),
                     error: "invalid_argument: a stream call without an envelope".into(),
+                    timed_out: false,
                 };
                 if tx.send(Ok(answer)).await.is_err() {
                     return;
@@ -78,12 +79,14 @@ pub(crate) fn serve(
             tokio::spawn(async move {
                 // The caller gives up at its timeout: stop the work then, as a unary call's
                 // handler stops when its caller resets the call.
-                let (payload, error) = match tokio::time::timeout(timeout, answer).await {
-                    Ok(Ok(payload)) => (payload, String::new()),
-                    Ok(Err(e)) => (Vec::new(), e),
+                let (payload, error, timed_out) = match tokio::time::timeout(timeout, answer).await
+                {
+                    Ok(Ok(payload)) => (payload, String::new(), false),
+                    Ok(Err(e)) => (Vec::new(), e, false),
                     Err(_) => (
                         Vec::new(),
                         format!("timeout: the call did not finish within {timeout:?}"),
+                        true,
                     ),
                 };
                 // The caller may be gone; its calls then fail on its side.
@@ -92,6 +95,7 @@ pub(crate) fn serve(
                         call_id,
                         payload,
                         error,
+                        timed_out,
                     }))
                     .await;
                 drop(slot);
@@ -136,7 +140,9 @@ impl Session {
     fn answer(&self, node: u64, a: StreamAnswer) {
         let reply = self.waiting.lock().calls.remove(&a.call_id);
         if let Some(reply) = reply {
-            let _ = reply.send(if a.error.is_empty() {
+            let _ = reply.send(if a.timed_out {
+                Err(TransportError::Timeout { node })
+            } else if a.error.is_empty() {
                 Ok(a.payload)
             } else {
                 Err(TransportError::Remote {
@@ -306,5 +312,39 @@ struct Forget<'a>(&'a Session, u64);
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         self.0.forget(self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer the server marked as timed out reads as a timeout, whatever its error text.
+    #[test]
+    fn a_timed_out_answer_is_a_timeout_and_a_refusal_is_remote() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let s = Session {
+            tx,
+            waiting: Mutex::new(Waiting::default()),
+        };
+        let (r1, mut a1) = oneshot::channel();
+        let (r2, mut a2) = oneshot::channel();
+        assert!(s.register(1, r1) && s.register(2, r2));
+        let answer = |call_id, timed_out| StreamAnswer {
+            call_id,
+            payload: vec![],
+            error: "timeout: the call did not finish within 50ms".into(),
+            timed_out,
+        };
+        s.answer(2, answer(1, true));
+        s.answer(2, answer(2, false));
+        assert!(matches!(
+            a1.try_recv(),
+            Ok(Err(TransportError::Timeout { node: 2 }))
+        ));
+        assert!(matches!(
+            a2.try_recv(),
+            Ok(Err(TransportError::Remote { node: 2, .. }))
+        ));
     }
 }

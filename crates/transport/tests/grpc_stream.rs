@@ -185,6 +185,45 @@ async fn a_refusal_is_remote_and_a_slow_answer_times_out() {
     );
 }
 
+/// The server gives up at the call's timeout too; if its answer arrives before the caller's own
+/// timer fires (a busy machine), it must still read as a timeout, as a unary call's
+/// DeadlineExceeded does, not as the handler's refusal.
+#[tokio::test]
+async fn a_call_the_server_gave_up_on_is_answered_as_timed_out() {
+    use futures::StreamExt;
+    use meridian_proto::node::node_rpc_client::NodeRpcClient;
+    use meridian_proto::node::{Envelope as PbEnvelope, StreamCall};
+    let (_t, _handler, _server, addr) = setup(true).await;
+    let mut client = NodeRpcClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let call = |call_id, method: &str, timeout_micros| StreamCall {
+        call_id,
+        envelope: Some(PbEnvelope {
+            cluster_id: 7,
+            from_node: 1,
+            to_node: 2,
+            group_id: 0,
+            method: method.to_string(),
+            payload: vec![],
+        }),
+        timeout_micros,
+    };
+    let calls = vec![call(1, "sleep:5000", 50_000), call(2, "refuse", 0)];
+    let mut answers = client
+        .stream(futures::stream::iter(calls).chain(futures::stream::pending()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let a = answers.message().await.unwrap().unwrap();
+        got.push((a.call_id, a.timed_out, a.error.is_empty()));
+    }
+    got.sort();
+    assert_eq!(got, [(1, true, false), (2, false, false)]);
+}
+
 #[tokio::test]
 async fn a_payload_over_the_stream_limit_goes_as_a_unary_call() {
     let (t, _handler, _server, _) = setup(true).await;
