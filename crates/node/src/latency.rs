@@ -90,6 +90,14 @@ impl LatencyTable {
         })
     }
 
+    /// The smallest of `peer`'s recent round trips: the link's own delay, without the queueing
+    /// a busy node adds to most probes.
+    pub fn min_rtt(&self, peer: NodeId) -> Option<Duration> {
+        let peers = self.peers.read();
+        let us = peers.get(&peer)?.recent_us.iter().min().copied()?;
+        Some(Duration::from_micros(us))
+    }
+
     /// When `peer` last answered a probe.
     pub fn last_ok(&self, peer: NodeId) -> Option<Instant> {
         self.peers.read().get(&peer).and_then(|p| p.last_ok)
@@ -172,6 +180,8 @@ mod tests {
         let s = t.rtt(NodeId(2)).unwrap();
         assert_eq!(s.samples, 100);
         assert_eq!(s.p99, Duration::from_millis(99));
+        assert_eq!(t.min_rtt(NodeId(2)), Some(Duration::from_millis(1)));
+        assert_eq!(t.min_rtt(NodeId(4)), None);
         assert!(s.ewma > Duration::from_millis(80) && s.ewma < Duration::from_millis(100));
         assert_eq!(
             t.nearest_first(NodeId(1), &[NodeId(4), NodeId(2), NodeId(3), NodeId(1)]),

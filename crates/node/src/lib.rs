@@ -7,6 +7,7 @@
 mod client_api;
 mod config;
 mod drain;
+pub mod group_commit;
 mod hlc;
 mod kv;
 mod kv_batch;
