@@ -14,6 +14,7 @@
 //! than on the network, and more, smaller batches would only cost more per write.
 
 use crate::latency::LatencyTable;
+use crate::probe::PEER_LIVE_WITHIN;
 use meridian_types::{GroupId, NodeId};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -36,8 +37,8 @@ pub const PIPELINE_REFRESH: Duration = Duration::from_secs(1);
 
 /// How long the youngest proposal of a group led by `me` with `voters` waits before the writes
 /// behind it leave as a further batch; `None` keeps one proposal in flight. The quorum's round
-/// trip is the one to the nearest follower that completes a majority, each follower's smallest
-/// recent probe (busy nodes queue most probes; the smallest is the link's own delay).
+/// trip is the one to the nearest live follower that completes a majority, each follower's
+/// smallest recent probe (busy nodes queue most probes; the smallest is the link's own delay).
 pub fn pipeline_after(me: NodeId, voters: &[NodeId], latency: &LatencyTable) -> Option<Duration> {
     let majority = voters.len() / 2 + 1;
     let needed = majority - usize::from(voters.contains(&me));
@@ -46,7 +47,7 @@ pub fn pipeline_after(me: NodeId, voters: &[NodeId], latency: &LatencyTable) -> 
     }
     let mut rtts: Vec<Duration> = voters
         .iter()
-        .filter(|&&v| v != me)
+        .filter(|&&v| v != me && latency.is_live(v, PEER_LIVE_WITHIN))
         .filter_map(|&v| latency.min_rtt(v))
         .collect();
     rtts.sort_unstable();
@@ -205,6 +206,18 @@ mod tests {
         assert_eq!(pipeline_after(a, &[a, d, e], &t), None);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_that_stopped_answering_does_not_count() {
+        let t = LatencyTable::new();
+        let (a, b, c) = (NodeId(1), NodeId(2), NodeId(3));
+        t.record(b, ms(20));
+        t.record(c, ms(30));
+        assert_eq!(pipeline_after(a, &[a, b, c], &t), Some(ms(2)));
+        tokio::time::sleep(PEER_LIVE_WITHIN + ms(1)).await;
+        t.record(c, ms(30));
+        assert_eq!(pipeline_after(a, &[a, b, c], &t), Some(ms(3)));
+    }
+
     type Log = Arc<Mutex<Vec<(u64, Vec<u32>)>>>;
 
     /// Submits `items` at once; each batch takes `commit` and is logged with when it left (ms
@@ -213,14 +226,19 @@ mod tests {
         let t0 = Instant::now();
         for &i in items {
             let log = log.clone();
-            gc.submit(GroupId(1), i, || after, move |batch| {
-                let log = log.clone();
-                async move {
-                    let at = t0.elapsed().as_millis() as u64;
-                    log.lock().push((at, batch));
-                    tokio::time::sleep(ms(20)).await;
-                }
-            });
+            gc.submit(
+                GroupId(1),
+                i,
+                || after,
+                move |batch| {
+                    let log = log.clone();
+                    async move {
+                        let at = t0.elapsed().as_millis() as u64;
+                        log.lock().push((at, batch));
+                        tokio::time::sleep(ms(20)).await;
+                    }
+                },
+            );
         }
     }
 
