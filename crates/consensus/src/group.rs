@@ -107,6 +107,43 @@ pub(crate) fn fatal(group: GroupId, e: impl std::fmt::Display) -> MeridianError 
     MeridianError::unavailable(format!("group {group} is not running: {e}"))
 }
 
+/// The error of a write RaftCore refused or gave up on.
+fn write_error(group: GroupId, e: ClientWriteError<TypeConfig>) -> MeridianError {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => {
+            MeridianError::not_leader(group, f.leader_id.map(NodeId))
+        }
+        ClientWriteError::LogEntryDiscarded(f) => {
+            let mut e = MeridianError::unavailable(format!(
+                "leader of group {group} changed while the write was in flight; it may or may not have been applied"
+            ));
+            e.leader_hint = f.leader_id.map(|l| (group, NodeId(l)));
+            e
+        }
+        e => MeridianError::internal(format!("write to group {group}: {e}")),
+    }
+}
+
+/// A write queued by [`RaftGroup::submit`].
+pub struct Proposal {
+    group: GroupId,
+    rx: openraft::type_config::alias::OneshotReceiverOf<
+        TypeConfig,
+        openraft::raft::ClientWriteResult<TypeConfig>,
+    >,
+}
+
+impl Proposal {
+    /// Waits for the write to be applied, and returns its result.
+    pub async fn outcome(self) -> Result<CommandResult, MeridianError> {
+        match self.rx.await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(write_error(self.group, e)),
+            Err(e) => Err(fatal(self.group, e)),
+        }
+    }
+}
+
 impl RaftGroup {
     /// Opens (or recovers from disk) this node's replica of `group`.
     pub async fn open(
@@ -221,23 +258,23 @@ impl RaftGroup {
             .await
         {
             Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(
-                MeridianError::not_leader(self.group, f.leader_id.map(NodeId)),
-            ),
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
-                let mut e = MeridianError::unavailable(format!(
-                    "leader of group {} changed while the write was in flight; it may or may not have been applied",
-                    self.group
-                ));
-                e.leader_hint = f.leader_id.map(|l| (self.group, NodeId(l)));
-                Err(e)
-            }
-            Err(RaftError::APIError(e)) => Err(MeridianError::internal(format!(
-                "write to group {}: {e}",
-                self.group
-            ))),
+            Err(RaftError::APIError(e)) => Err(write_error(self.group, e)),
             Err(RaftError::Fatal(e)) => Err(fatal(self.group, e)),
         }
+    }
+
+    /// Queues `cmd` in RaftCore and returns once it is queued, with the [`Proposal`] to wait on:
+    /// writes submitted one after another reach the log in that order (while this node leads).
+    pub async fn submit(&self, cmd: Command) -> Result<Proposal, MeridianError> {
+        let (responder, rx) = openraft::impls::ProgressResponder::complete_only();
+        self.raft
+            .client_write_ff(crate::typ::SharedCommand(Arc::new(cmd)), Some(responder))
+            .await
+            .map_err(|e| fatal(self.group, e))?;
+        Ok(Proposal {
+            group: self.group,
+            rx,
+        })
     }
 
     /// Waits until a read served from this replica's state is linearizable: this node leads

@@ -22,7 +22,7 @@ mod typ;
 #[cfg(test)]
 mod conformance;
 
-pub use group::{GroupConfig, GroupStatus, RaftGroup, Role};
+pub use group::{GroupConfig, GroupStatus, Proposal, RaftGroup, Role};
 pub use membership::{GroupMembership, LEARNER_CAUGHT_UP_LAG};
 pub use network::RaftRouter;
 pub use read_rounds::ReadRound;

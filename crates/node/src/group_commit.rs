@@ -15,12 +15,16 @@
 
 use crate::latency::LatencyTable;
 use crate::probe::PEER_LIVE_WITHIN;
+use meridian_consensus::RaftGroup;
+use meridian_state::{Command, CommandResult};
+use meridian_types::MeridianError;
 use meridian_types::{GroupId, NodeId};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Proposals of one group in flight at once; later writes wait to batch.
@@ -63,8 +67,41 @@ impl crate::node::Node {
     }
 }
 
+/// A batch's place in its group's order: its proposal reaches RaftCore after every batch that
+/// left before it, so writes that leave in order (a `PublishStream`'s, say) are logged in order
+/// even with several batches in flight.
+pub(crate) struct Turn {
+    /// Resolves (or fails) once the batch before this one has been submitted.
+    prev: Option<oneshot::Receiver<()>>,
+    /// Dropped once this batch has been submitted, which lets the next one go.
+    _next: oneshot::Sender<()>,
+}
+
+impl Turn {
+    /// Submits `cmd` to `g` in the group's order, then waits for its outcome.
+    pub(crate) async fn propose(
+        mut self,
+        g: &RaftGroup,
+        cmd: Command,
+    ) -> Result<CommandResult, MeridianError> {
+        self.wait().await;
+        let proposal = g.submit(cmd).await;
+        drop(self);
+        proposal?.outcome().await
+    }
+
+    /// Returns once every batch that left before this one has been submitted (or gave up).
+    async fn wait(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            let _ = prev.await;
+        }
+    }
+}
+
 struct Slot<T> {
     in_flight: usize,
+    /// The turn of the batch after the last one launched.
+    turn: Option<oneshot::Receiver<()>>,
     /// When the youngest proposal in flight left.
     youngest: Instant,
     /// A timer is armed to launch the waiting writes.
@@ -90,7 +127,8 @@ impl<T: Send + 'static> GroupCommit<T> {
         }
     }
 
-    /// Queues `item` for group `g`. `run` proposes one batch and answers its writers; it runs in
+    /// Queues `item` for group `g`. `run` proposes one batch (through its [`Turn`]) and answers
+    /// its writers; it runs in
     /// a spawned task, never in the caller's future, so a caller that gives up (a timeout drops
     /// it) cannot take the group's slot with it. `after` works out the group's pipelining when
     /// the last answer is older than [`PIPELINE_REFRESH`].
@@ -101,7 +139,7 @@ impl<T: Send + 'static> GroupCommit<T> {
         after: impl FnOnce() -> Option<Duration>,
         run: F,
     ) where
-        F: Fn(Vec<T>) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(Vec<T>, Turn) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let slot = self
@@ -111,6 +149,7 @@ impl<T: Send + 'static> GroupCommit<T> {
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Slot {
                     in_flight: 0,
+                    turn: None,
                     youngest: Instant::now(),
                     timer: false,
                     after: None,
@@ -135,7 +174,7 @@ impl<T: Send + 'static> GroupCommit<T> {
 fn pump<T, F, Fut>(slot: Arc<Mutex<Slot<T>>>, batch_max: usize, run: F)
 where
     T: Send + 'static,
-    F: Fn(Vec<T>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Vec<T>, Turn) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut s = slot.lock();
@@ -165,9 +204,14 @@ where
         let batch: Vec<T> = s.pending.drain(..n).collect();
         s.in_flight += 1;
         s.youngest = now;
+        let (next, turn) = oneshot::channel();
+        let turn = Turn {
+            prev: s.turn.replace(turn),
+            _next: next,
+        };
         let (slot, run) = (slot.clone(), run.clone());
         tokio::spawn(async move {
-            run.clone()(batch).await;
+            run.clone()(batch, turn).await;
             slot.lock().in_flight -= 1;
             pump(slot, batch_max, run);
         });
@@ -230,7 +274,7 @@ mod tests {
                 GroupId(1),
                 i,
                 || after,
-                move |batch| {
+                move |batch, _turn| {
                     let log = log.clone();
                     async move {
                         let at = t0.elapsed().as_millis() as u64;
@@ -269,6 +313,33 @@ mod tests {
         let got = log.lock().clone();
         // 2, 3 and 4 leave together 2 ms after 1, not at its commit 20 ms later.
         assert_eq!(got, vec![(0, vec![1]), (2, vec![2, 3, 4])]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_take_their_turns_in_the_order_they_left() {
+        let (gc, log) = (GroupCommit::new(1), Arc::new(Mutex::new(Vec::new())));
+        // Batch n waits 20 - 3n ms before its turn, so later batches are ready first; each
+        // leaves 1 ms after the one before.
+        for i in 0..5u64 {
+            let log = log.clone();
+            gc.submit(
+                GroupId(1),
+                i,
+                || Some(PIPELINE_AFTER_MIN),
+                move |batch, mut turn| {
+                    let log = log.clone();
+                    async move {
+                        tokio::time::sleep(ms(20 - 3 * batch[0])).await;
+                        turn.wait().await;
+                        log.lock().push(batch[0]);
+                        drop(turn);
+                        tokio::time::sleep(ms(20)).await;
+                    }
+                },
+            );
+        }
+        tokio::time::sleep(ms(100)).await;
+        assert_eq!(*log.lock(), vec![0, 1, 2, 3, 4]);
     }
 
     #[tokio::test(start_paused = true)]

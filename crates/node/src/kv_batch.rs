@@ -2,7 +2,7 @@
 //! go out together as one `Command::KvBatch` entry. Each entry in a batch keeps its own request
 //! id, revision and result, as if proposed alone.
 
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, Turn};
 use crate::node::Node;
 use meridian_consensus::RaftGroup;
 use meridian_state::{Command, CommandResult, KvEntry, KvResult};
@@ -38,7 +38,7 @@ impl Node {
             g.group(),
             (entry, tx),
             || self.pipeline_after(g),
-            move |batch| propose_kv_batch(node.clone(), group.clone(), batch),
+            move |batch, turn| propose_kv_batch(node.clone(), group.clone(), batch, turn),
         );
         rx.await
             .unwrap_or_else(|_| Err(MeridianError::unavailable("the batch was dropped; retry")))
@@ -46,7 +46,7 @@ impl Node {
 }
 
 /// Proposes one batch of writes and answers each writer.
-async fn propose_kv_batch(node: Node, g: RaftGroup, batch: Vec<(KvEntry, Reply)>) {
+async fn propose_kv_batch(node: Node, g: RaftGroup, batch: Vec<(KvEntry, Reply)>, turn: Turn) {
     let (mut entries, replies): (Vec<KvEntry>, Vec<Reply>) = batch.into_iter().unzip();
     let n = entries.len();
     let timeout = node.inner.cfg.request_timeout;
@@ -56,7 +56,7 @@ async fn propose_kv_batch(node: Node, g: RaftGroup, batch: Vec<(KvEntry, Reply)>
     } else {
         Command::KvBatch(entries)
     };
-    let proposed = tokio::time::timeout(timeout, g.propose(cmd));
+    let proposed = tokio::time::timeout(timeout, turn.propose(&g, cmd));
     let results: Vec<Outcome> = match proposed.await {
         Err(_) => vec![
             Err(MeridianError::unavailable(format!(

@@ -2,7 +2,7 @@
 //! receives and acks go out together as one `QueueCommand::Batch` entry, so a burst of receives
 //! costs one log entry, not one each.
 
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, Turn};
 use crate::node::Node;
 use meridian_consensus::RaftGroup;
 use meridian_state::queue::BATCH_COMMANDS_MAX;
@@ -38,21 +38,29 @@ impl Node {
             g.group(),
             (cmd, tx),
             || self.pipeline_after(g),
-            move |batch| node.clone().propose_queue_batch(group.clone(), batch),
+            move |batch, turn| node.clone().propose_queue_batch(group.clone(), batch, turn),
         );
         rx.await
             .unwrap_or_else(|_| Err(MeridianError::unavailable("the batch was dropped; retry")))
     }
 
     /// Proposes one batch of commands and answers each client.
-    async fn propose_queue_batch(self, g: RaftGroup, batch: Vec<(QueueCommand, Reply)>) {
+    async fn propose_queue_batch(
+        self,
+        g: RaftGroup,
+        batch: Vec<(QueueCommand, Reply)>,
+        turn: Turn,
+    ) {
         let (mut cmds, replies): (Vec<QueueCommand>, Vec<Reply>) = batch.into_iter().unzip();
         let single = if cmds.len() == 1 { cmds.pop() } else { None };
         let results = if let Some(cmd) = single {
-            vec![self.propose_entry(&g, cmd).await]
+            vec![self.propose_entry(&g, cmd, turn).await]
         } else {
             let n = cmds.len();
-            match self.propose_entry(&g, QueueCommand::Batch(cmds)).await {
+            match self
+                .propose_entry(&g, QueueCommand::Batch(cmds), turn)
+                .await
+            {
                 Ok(QueueResult::Batch(v)) if v.len() == n => v,
                 Ok(other) => vec![Err(unexpected(other)); n],
                 Err(e) => vec![Err(e); n],
@@ -69,13 +77,14 @@ impl Node {
         &self,
         g: &RaftGroup,
         cmd: QueueCommand,
+        turn: Turn,
     ) -> Result<QueueResult, MeridianError> {
         let entry = QueueEntry {
             now_ms: self.inner.cfg.clock.now_ms(),
             cmd,
         };
         let timeout = self.inner.cfg.request_timeout;
-        let r = tokio::time::timeout(timeout, g.propose(Command::Queue(entry)))
+        let r = tokio::time::timeout(timeout, turn.propose(g, Command::Queue(entry)))
             .await
             .map_err(|_| {
                 MeridianError::unavailable(format!(

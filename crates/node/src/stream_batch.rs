@@ -2,7 +2,7 @@
 //! publishes go out together as one `Command::StreamBatch` entry. Each command in a batch keeps
 //! its own request id and result, exactly as if proposed alone.
 
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, Turn};
 use crate::node::Node;
 use meridian_consensus::RaftGroup;
 use meridian_state::stream::{StreamCommand, StreamEntry, StreamResult};
@@ -42,7 +42,7 @@ impl Node {
             g.group(),
             (cmd, request_id, tx),
             || self.pipeline_after(g),
-            move |batch| propose_stream_batch(node.clone(), group.clone(), batch),
+            move |batch, turn| propose_stream_batch(node.clone(), group.clone(), batch, turn),
         );
         rx.await
             .unwrap_or_else(|_| Err(MeridianError::unavailable("the batch was dropped; retry")))
@@ -54,6 +54,7 @@ async fn propose_stream_batch(
     node: Node,
     g: RaftGroup,
     batch: Vec<(StreamCommand, Option<RequestId>, Reply)>,
+    turn: Turn,
 ) {
     let now_ms = node.inner.cfg.clock.now_ms();
     let mut entries = Vec::with_capacity(batch.len());
@@ -68,7 +69,7 @@ async fn propose_stream_batch(
     }
     let n = entries.len();
     let timeout = node.inner.cfg.request_timeout;
-    let proposed = tokio::time::timeout(timeout, g.propose(Command::StreamBatch(entries)));
+    let proposed = tokio::time::timeout(timeout, turn.propose(&g, Command::StreamBatch(entries)));
     let results = match proposed.await {
         Err(_) => vec![
             Err(MeridianError::unavailable(format!(
