@@ -14,12 +14,15 @@
 //! than on the network, and more, smaller batches would only cost more per write.
 
 use crate::latency::LatencyTable;
+use crate::metrics::Metrics;
 use crate::probe::PEER_LIVE_WITHIN;
 use meridian_consensus::RaftGroup;
 use meridian_state::{Command, CommandResult};
 use meridian_types::MeridianError;
 use meridian_types::{GroupId, NodeId};
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -99,6 +102,8 @@ impl Turn {
 }
 
 struct Slot<T> {
+    /// `meridian_group_commit_batch_writes` and `_pipelined_batches`.
+    stats: (Histogram, Counter),
     in_flight: usize,
     /// The turn of the batch after the last one launched.
     turn: Option<oneshot::Receiver<()>>,
@@ -136,6 +141,7 @@ impl<T: Send + 'static> GroupCommit<T> {
         &self,
         g: GroupId,
         item: T,
+        metrics: &Metrics,
         after: impl FnOnce() -> Option<Duration>,
         run: F,
     ) where
@@ -148,6 +154,10 @@ impl<T: Send + 'static> GroupCommit<T> {
             .entry(g)
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Slot {
+                    stats: (
+                        metrics.group_commit_batch_writes.clone(),
+                        metrics.group_commit_pipelined.clone(),
+                    ),
                     in_flight: 0,
                     turn: None,
                     youngest: Instant::now(),
@@ -202,6 +212,10 @@ where
         }
         let n = s.pending.len().min(batch_max);
         let batch: Vec<T> = s.pending.drain(..n).collect();
+        s.stats.0.observe(n as f64);
+        if s.in_flight > 0 {
+            s.stats.1.inc();
+        }
         s.in_flight += 1;
         s.youngest = now;
         let (next, turn) = oneshot::channel();
@@ -264,25 +278,26 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<(u64, Vec<u32>)>>>;
 
+    thread_local! {
+        /// The metrics every test's group commit counts in (one test per thread).
+        static METRICS: Metrics = Metrics::new();
+    }
+
     /// Submits `items` at once; each batch takes `commit` and is logged with when it left (ms
     /// since `t0`).
     fn submit_all(gc: &GroupCommit<u32>, items: &[u32], after: Option<Duration>, log: &Log) {
         let t0 = Instant::now();
         for &i in items {
             let log = log.clone();
-            gc.submit(
-                GroupId(1),
-                i,
-                || after,
-                move |batch, _turn| {
-                    let log = log.clone();
-                    async move {
-                        let at = t0.elapsed().as_millis() as u64;
-                        log.lock().push((at, batch));
-                        tokio::time::sleep(ms(20)).await;
-                    }
-                },
-            );
+            let run = move |batch, _turn| {
+                let log = log.clone();
+                async move {
+                    let at = t0.elapsed().as_millis() as u64;
+                    log.lock().push((at, batch));
+                    tokio::time::sleep(ms(20)).await;
+                }
+            };
+            METRICS.with(|m| gc.submit(GroupId(1), i, m, || after, run));
         }
     }
 
@@ -293,6 +308,7 @@ mod tests {
         tokio::task::yield_now().await;
         submit_all(&gc, &[2, 3, 4, 5], None, &log);
         tokio::time::sleep(ms(100)).await;
+        METRICS.with(|m| assert_eq!(m.group_commit_pipelined.get(), 0));
         // The first leaves alone; the rest at its commit, at most three to a batch.
         assert_eq!(
             *log.lock(),
@@ -310,6 +326,7 @@ mod tests {
         tokio::time::sleep(ms(1)).await;
         submit_all(&gc, &[4], after, &log);
         tokio::time::sleep(ms(100)).await;
+        METRICS.with(|m| assert_eq!(m.group_commit_pipelined.get(), 1));
         let got = log.lock().clone();
         // 2, 3 and 4 leave together 2 ms after 1, not at its commit 20 ms later.
         assert_eq!(got, vec![(0, vec![1]), (2, vec![2, 3, 4])]);
@@ -325,6 +342,7 @@ mod tests {
             gc.submit(
                 GroupId(1),
                 i,
+                &Metrics::new(),
                 || Some(PIPELINE_AFTER_MIN),
                 move |batch, mut turn| {
                     let log = log.clone();

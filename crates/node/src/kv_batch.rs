@@ -37,6 +37,7 @@ impl Node {
         self.inner.kv_batcher.0.submit(
             g.group(),
             (entry, tx),
+            &self.inner.metrics,
             || self.pipeline_after(g),
             move |batch, turn| propose_kv_batch(node.clone(), group.clone(), batch, turn),
         );

@@ -15,6 +15,9 @@ use tokio::time::Instant;
 
 /// Round trips kept per peer for the p99.
 pub const RTT_SAMPLES_KEPT: usize = 128;
+/// Recent round trips whose smallest is a link's own delay ([`LatencyTable::min_rtt`]): a link
+/// that got slower shows within this many probes.
+pub const RTT_MIN_OF_LAST: usize = 16;
 /// Weight of a new sample in the EWMA.
 pub const RTT_EWMA_ALPHA: f64 = 0.2;
 
@@ -90,11 +93,13 @@ impl LatencyTable {
         })
     }
 
-    /// The smallest of `peer`'s recent round trips: the link's own delay, without the queueing
-    /// a busy node adds to most probes.
+    /// The smallest of `peer`'s last [`RTT_MIN_OF_LAST`] round trips: the link's own delay,
+    /// without the queueing a busy node adds to most probes.
     pub fn min_rtt(&self, peer: NodeId) -> Option<Duration> {
         let peers = self.peers.read();
-        let us = peers.get(&peer)?.recent_us.iter().min().copied()?;
+        let recent = &peers.get(&peer)?.recent_us;
+        let skip = recent.len().saturating_sub(RTT_MIN_OF_LAST);
+        let us = recent.iter().skip(skip).min().copied()?;
         Some(Duration::from_micros(us))
     }
 
@@ -180,7 +185,8 @@ mod tests {
         let s = t.rtt(NodeId(2)).unwrap();
         assert_eq!(s.samples, 100);
         assert_eq!(s.p99, Duration::from_millis(99));
-        assert_eq!(t.min_rtt(NodeId(2)), Some(Duration::from_millis(1)));
+        // The smallest of the last 16 (85..=100 ms), not of all kept.
+        assert_eq!(t.min_rtt(NodeId(2)), Some(Duration::from_millis(85)));
         assert_eq!(t.min_rtt(NodeId(4)), None);
         assert!(s.ewma > Duration::from_millis(80) && s.ewma < Duration::from_millis(100));
         assert_eq!(

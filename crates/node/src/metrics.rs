@@ -57,6 +57,10 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub fsync_seconds: Histogram,
     pub fsync_batch_appends: Histogram,
+    /// Writes (key-value, publish, queue) carried by one group-commit proposal.
+    pub group_commit_batch_writes: Histogram,
+    /// Group-commit proposals that left while another of their group was in flight.
+    pub group_commit_pipelined: Counter,
     pub forwards: Counter,
     pub follower_linearizable_reads: Counter,
     /// Follower reads a replica could not vouch for (`too_stale`), sent on to the leader.
@@ -128,6 +132,18 @@ impl Metrics {
             "storage_fsync_batch_appends",
             "Appends made durable by one fsync",
             fsync_batch_appends.clone(),
+        );
+        let group_commit_batch_writes = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "group_commit_batch_writes",
+            "Writes (key-value, publish, queue) carried by one proposal of a range leader",
+            group_commit_batch_writes.clone(),
+        );
+        let group_commit_pipelined = Counter::default();
+        registry.register(
+            "group_commit_pipelined_batches",
+            "Proposals that left while another of their range was in flight (a quorum 2 ms or more away)",
+            group_commit_pipelined.clone(),
         );
         let forwards = Counter::default();
         registry.register(
@@ -250,6 +266,8 @@ impl Metrics {
             commit_seconds,
             fsync_seconds,
             fsync_batch_appends,
+            group_commit_batch_writes,
+            group_commit_pipelined,
             forwards,
             follower_linearizable_reads,
             stale_redirects,

@@ -37,6 +37,7 @@ impl Node {
         self.inner.queues.batcher.0.submit(
             g.group(),
             (cmd, tx),
+            &self.inner.metrics,
             || self.pipeline_after(g),
             move |batch, turn| node.clone().propose_queue_batch(group.clone(), batch, turn),
         );

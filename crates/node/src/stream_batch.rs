@@ -41,6 +41,7 @@ impl Node {
         self.inner.stream_batcher.0.submit(
             g.group(),
             (cmd, request_id, tx),
+            &self.inner.metrics,
             || self.pipeline_after(g),
             move |batch, turn| propose_stream_batch(node.clone(), group.clone(), batch, turn),
         );
