@@ -9,17 +9,17 @@
 //! each waiting a whole round trip for the other's batch: on a 20 ms WAN a put took 48 ms at 64
 //! clients. So when the quorum's round trip is at least [`PIPELINE_RTT_MIN`], the writes waiting
 //! behind a proposal leave as a further batch once the youngest proposal has been in flight for a
-//! tenth of that round trip ([`PIPELINE_BATCHES_PER_RTT`], at least [`PIPELINE_AFTER_MIN`]), up to [`IN_FLIGHT_MAX`] in flight.
-//! On one machine or in one zone the round trip is shorter, commits wait on CPU and disk rather
-//! than on the network, and more, smaller batches would only cost more per write.
+//! tenth of that round trip ([`PIPELINE_BATCHES_PER_RTT`], at least [`PIPELINE_AFTER_MIN`]), up
+//! to [`IN_FLIGHT_MAX`] in flight; each batch still reaches RaftCore in the order it left
+//! ([`Turn`]). On one machine or in one zone the round trip is shorter, commits wait on CPU and
+//! disk rather than on the network, and more, smaller batches would only cost more per write.
 
 use crate::latency::LatencyTable;
 use crate::metrics::Metrics;
 use crate::probe::PEER_LIVE_WITHIN;
 use meridian_consensus::RaftGroup;
 use meridian_state::{Command, CommandResult};
-use meridian_types::MeridianError;
-use meridian_types::{GroupId, NodeId};
+use meridian_types::{GroupId, MeridianError, NodeId};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -65,7 +65,7 @@ pub fn pipeline_after(me: NodeId, voters: &[NodeId], latency: &LatencyTable) -> 
 
 impl crate::node::Node {
     /// [`pipeline_after`] for `g`, from its voters and this node's round trips.
-    pub(crate) fn pipeline_after(&self, g: &meridian_consensus::RaftGroup) -> Option<Duration> {
+    pub(crate) fn pipeline_after(&self, g: &RaftGroup) -> Option<Duration> {
         pipeline_after(self.id(), &g.status().voters, &self.inner.latency)
     }
 }
@@ -133,10 +133,10 @@ impl<T: Send + 'static> GroupCommit<T> {
     }
 
     /// Queues `item` for group `g`. `run` proposes one batch (through its [`Turn`]) and answers
-    /// its writers; it runs in
-    /// a spawned task, never in the caller's future, so a caller that gives up (a timeout drops
-    /// it) cannot take the group's slot with it. `after` works out the group's pipelining when
-    /// the last answer is older than [`PIPELINE_REFRESH`].
+    /// its writers; it runs in a spawned task, never in the caller's future, so a caller that
+    /// gives up (a timeout drops it) cannot take the group's slot with it. `after` works out the
+    /// group's pipelining ([`pipeline_after`]) when the last reckoning is older than
+    /// [`PIPELINE_REFRESH`].
     pub(crate) fn submit<F, Fut>(
         &self,
         g: GroupId,
