@@ -252,15 +252,7 @@ impl RaftGroup {
     /// Proposes a command; returns its result once it is committed on a quorum (fsynced there)
     /// and applied here.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, MeridianError> {
-        match self
-            .raft
-            .client_write(crate::typ::SharedCommand(Arc::new(cmd)))
-            .await
-        {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(e)) => Err(write_error(self.group, e)),
-            Err(RaftError::Fatal(e)) => Err(fatal(self.group, e)),
-        }
+        self.submit(cmd).await?.outcome().await
     }
 
     /// Queues `cmd` in RaftCore and returns once it is queued, with the [`Proposal`] to wait on:

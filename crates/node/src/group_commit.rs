@@ -81,16 +81,28 @@ pub(crate) struct Turn {
 }
 
 impl Turn {
-    /// Submits `cmd` to `g` in the group's order, then waits for its outcome.
+    /// Submits `cmd` to `g` in the group's order, then waits for its outcome, all within
+    /// `timeout` (a deposed leader's proposal may never commit, and batched writers wait on it).
     pub(crate) async fn propose(
         mut self,
         g: &RaftGroup,
         cmd: Command,
+        timeout: Duration,
     ) -> Result<CommandResult, MeridianError> {
-        self.wait().await;
-        let proposal = g.submit(cmd).await;
-        drop(self);
-        proposal?.outcome().await
+        let proposed = async {
+            self.wait().await;
+            let proposal = g.submit(cmd).await;
+            drop(self);
+            proposal?.outcome().await
+        };
+        tokio::time::timeout(timeout, proposed)
+            .await
+            .unwrap_or_else(|_| {
+                Err(MeridianError::unavailable(format!(
+                    "group {} did not commit in time; it may or may not have been applied",
+                    g.group()
+                )))
+            })
     }
 
     /// Returns once every batch that left before this one has been submitted (or gave up).

@@ -57,19 +57,11 @@ async fn propose_kv_batch(node: Node, g: RaftGroup, batch: Vec<(KvEntry, Reply)>
     } else {
         Command::KvBatch(entries)
     };
-    let proposed = tokio::time::timeout(timeout, turn.propose(&g, cmd));
-    let results: Vec<Outcome> = match proposed.await {
-        Err(_) => vec![
-            Err(MeridianError::unavailable(format!(
-                "group {} did not commit in time; it may or may not have been applied",
-                g.group()
-            )));
-            n
-        ],
-        Ok(Ok(CommandResult::KvBatch(v))) if v.len() == n => v.into_iter().map(Ok).collect(),
-        Ok(Ok(CommandResult::Kv(r))) if n == 1 => vec![Ok(r)],
-        Ok(Ok(other)) => vec![Err(unexpected(other)); n],
-        Ok(Err(e)) => vec![Err(e); n],
+    let results: Vec<Outcome> = match turn.propose(&g, cmd, timeout).await {
+        Ok(CommandResult::KvBatch(v)) if v.len() == n => v.into_iter().map(Ok).collect(),
+        Ok(CommandResult::Kv(r)) if n == 1 => vec![Ok(r)],
+        Ok(other) => vec![Err(unexpected(other)); n],
+        Err(e) => vec![Err(e); n],
     };
     for (reply, r) in replies.into_iter().zip(results) {
         let _ = reply.send(r);

@@ -72,8 +72,7 @@ impl Node {
         }
     }
 
-    /// Proposes one entry stamped with this leader's clock, bounded by the request timeout (a
-    /// deposed leader's proposal may never commit, and batched callers wait on it).
+    /// Proposes one entry stamped with this leader's clock, bounded by the request timeout.
     async fn propose_entry(
         &self,
         g: &RaftGroup,
@@ -85,15 +84,7 @@ impl Node {
             cmd,
         };
         let timeout = self.inner.cfg.request_timeout;
-        let r = tokio::time::timeout(timeout, turn.propose(g, Command::Queue(entry)))
-            .await
-            .map_err(|_| {
-                MeridianError::unavailable(format!(
-                    "group {} did not commit in time; it may or may not have been applied",
-                    g.group()
-                ))
-            })?;
-        match r? {
+        match turn.propose(g, Command::Queue(entry), timeout).await? {
             CommandResult::Queue(r) => r,
             other => Err(unexpected(other)),
         }

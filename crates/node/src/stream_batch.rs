@@ -70,18 +70,13 @@ async fn propose_stream_batch(
     }
     let n = entries.len();
     let timeout = node.inner.cfg.request_timeout;
-    let proposed = tokio::time::timeout(timeout, turn.propose(&g, Command::StreamBatch(entries)));
-    let results = match proposed.await {
-        Err(_) => vec![
-            Err(MeridianError::unavailable(format!(
-                "group {} did not commit in time; it may or may not have been applied",
-                g.group()
-            )));
-            n
-        ],
-        Ok(Ok(CommandResult::StreamBatch(v))) if v.len() == n => v,
-        Ok(Ok(other)) => vec![Err(unexpected(other)); n],
-        Ok(Err(e)) => vec![Err(e); n],
+    let results = match turn
+        .propose(&g, Command::StreamBatch(entries), timeout)
+        .await
+    {
+        Ok(CommandResult::StreamBatch(v)) if v.len() == n => v,
+        Ok(other) => vec![Err(unexpected(other)); n],
+        Err(e) => vec![Err(e); n],
     };
     for (reply, r) in replies.into_iter().zip(results) {
         let _ = reply.send(r);
