@@ -9,19 +9,47 @@
 //! that became ready in the same round then leave in one system call. When nothing else is
 //! runnable the task runs again at once, so a lone request waits for no timer.
 //!
+//! An HTTP/2 PING acknowledgement with nothing else to send waits up to [`PONG_HOLD_MAX`] for
+//! the connection's next response and leaves with it. gRPC's Go client sends a ping (to size its
+//! flow-control window) each time data arrives and none is outstanding: at 256 etcd clients over
+//! 100 connections, that made nearly every other `send` of the leader a lone 17-byte PING ACK,
+//! and every one of them woke the client's reader. RFC 9113 asks that a PING be answered, and
+//! only recommends that the answer go first; the wait is bounded, so keep-alive timeouts
+//! (seconds) are never near. A held acknowledgement goes after the data it waited for: the
+//! client then reads the response while its ping is still outstanding, and pings half as often.
+//!
 //! Limit: at most [`COALESCE_BUFFER_MAX`] bytes wait in one connection's buffer; a write
 //! beyond it first sends what is buffered (back-pressure from the socket, as before).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// Most bytes one connection holds for its next flush.
 pub const COALESCE_BUFFER_MAX: usize = 256 * 1024;
 /// A drained buffer bigger than this is freed rather than kept for the next writes, so idle
 /// connections that once sent much hold little.
 const KEEP_CAPACITY_MAX: usize = 16 * 1024;
+/// Longest a PING ACK with nothing else to send waits for a response to leave with.
+pub const PONG_HOLD_MAX: Duration = Duration::from_millis(5);
+
+/// An HTTP/2 PING frame with the ACK flag: length 8, type 6, flags 1, stream 0, then the
+/// 8-byte payload.
+const PONG_HEADER: [u8; 9] = [0, 0, 8, 6, 1, 0, 0, 0, 0];
+const PONG_LEN: usize = PONG_HEADER.len() + 8;
+
+/// The bytes are whole PING ACK frames and nothing else.
+fn only_pongs(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.len().is_multiple_of(PONG_LEN)
+        && bytes
+            .chunks_exact(PONG_LEN)
+            .all(|frame| frame.starts_with(&PONG_HEADER))
+}
 
 /// An IO stream whose writes wait in a buffer until a flush, and whose flush first yields to the
 /// other runnable tasks once. Reads pass through.
@@ -33,6 +61,8 @@ pub struct CoalescingIo<S> {
     sent: usize,
     /// The current flush has already yielded once.
     yielded: bool,
+    /// Set while buffered PING ACKs wait for company; fires at their deadline.
+    pong_hold: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> CoalescingIo<S> {
@@ -42,6 +72,7 @@ impl<S> CoalescingIo<S> {
             buf: Vec::new(),
             sent: 0,
             yielded: false,
+            pong_hold: None,
         }
     }
 
@@ -72,6 +103,29 @@ impl<S: AsyncWrite + Unpin> CoalescingIo<S> {
         }
         self.sent = 0;
         Poll::Ready(Ok(()))
+    }
+
+    /// Pending while the buffer holds only PING ACKs younger than [`PONG_HOLD_MAX`].
+    fn poll_pong_hold(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let unsent = &mut self.buf[self.sent..];
+        if !only_pongs(unsent) {
+            if self.pong_hold.take().is_some() {
+                // The held acknowledgements go after the response, so that Go's client reads
+                // the data while its ping is still outstanding and does not ping again at once.
+                let held = unsent
+                    .chunks_exact(PONG_LEN)
+                    .take_while(|frame| frame.starts_with(&PONG_HEADER))
+                    .count();
+                unsent.rotate_left(held * PONG_LEN);
+            }
+            return Poll::Ready(());
+        }
+        let hold = self
+            .pong_hold
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(PONG_HOLD_MAX)));
+        ready!(hold.as_mut().poll(cx));
+        self.pong_hold = None;
+        Poll::Ready(())
     }
 
     /// How many more bytes the buffer takes, sending it first if it is full.
@@ -129,6 +183,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<S> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let me = self.get_mut();
         if me.buffered() > 0 {
+            ready!(me.poll_pong_hold(cx));
             if !me.yielded {
                 // Re-queue behind every task already runnable: a task that wakes itself while
                 // running goes to the back of tokio's run queue, not into its LIFO slot.
@@ -146,6 +201,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<S> {
         let me = self.get_mut();
         ready!(me.poll_drain(cx))?;
         me.yielded = false;
+        me.pong_hold = None;
         Pin::new(&mut me.inner).poll_shutdown(cx)
     }
 }
@@ -261,5 +317,59 @@ mod tests {
         io.flush().await.unwrap();
         other.await.unwrap();
         assert_eq!(*log.lock().unwrap(), ["other", "write"]);
+    }
+
+    fn pong(payload: u8) -> Vec<u8> {
+        let mut f = PONG_HEADER.to_vec();
+        f.extend_from_slice(&[payload; 8]);
+        f
+    }
+
+    #[test]
+    fn only_whole_ping_acks_count_as_pongs() {
+        assert!(only_pongs(&pong(1)));
+        assert!(only_pongs(&[pong(1), pong(2)].concat()));
+        assert!(!only_pongs(b""));
+        assert!(!only_pongs(&pong(1)[..16]), "a cut frame");
+        let mut ping = pong(1);
+        ping[4] = 0;
+        assert!(!only_pongs(&ping), "a ping that is not an ACK goes at once");
+        assert!(!only_pongs(&[pong(1), vec![0; PONG_LEN]].concat()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_ping_ack_waits_for_company_but_not_past_its_deadline() {
+        let mut io = counting(usize::MAX);
+        io.write_all(&pong(1)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        io.flush().await.unwrap();
+        assert_eq!(io.get_ref().writes, 1);
+        assert_eq!(io.get_ref().bytes, pong(1));
+        assert!(started.elapsed() >= PONG_HOLD_MAX, "it waited for the hold");
+        assert!(io.pong_hold.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_ack_leaves_with_the_next_response_without_waiting() {
+        let mut io = counting(usize::MAX);
+        io.write_all(&pong(1)).await.unwrap();
+        let flushed = std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), flushed)
+                .await
+                .is_err(),
+            "held"
+        );
+        assert_eq!(io.get_ref().writes, 0);
+        io.write_all(b"response").await.unwrap();
+        let started = tokio::time::Instant::now();
+        io.flush().await.unwrap();
+        assert_eq!(io.get_ref().writes, 1, "one write for both");
+        assert_eq!(
+            io.get_ref().bytes,
+            [b"response".to_vec(), pong(1)].concat(),
+            "the acknowledgement goes last"
+        );
+        assert!(started.elapsed() < PONG_HOLD_MAX);
     }
 }

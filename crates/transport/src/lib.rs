@@ -15,7 +15,7 @@ mod grpc_stream;
 mod sim;
 mod wan;
 
-pub use coalesce::{COALESCE_BUFFER_MAX, CoalescingIo};
+pub use coalesce::{COALESCE_BUFFER_MAX, CoalescingIo, PONG_HOLD_MAX};
 pub use envelope::{Envelope, Handler, Transport};
 pub use error::{TransportError, WanTableError};
 pub use grpc::{Connector, GrpcTransport, NodeRpcServer, PeerStream, node_rpc_service};
