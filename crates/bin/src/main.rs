@@ -65,7 +65,21 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its arenas, and a
+/// 2 MiB page is zeroed whole at its first touch even when a few KiB of it are used, and again
+/// after mimalloc hands part of it back. At 256 etcd-benchmark clients, page faults took
+/// 7.6–10.1 % of the three servers' CPU with them and 2.4–2.9 % without (and each node held
+/// about 30 MB less).
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes integers only and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
