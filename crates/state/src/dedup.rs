@@ -18,9 +18,37 @@ pub const DEDUP_ENTRIES_MAX: usize = 100_000;
 /// (`state_digest` compares them). The serialized form is the one the B-tree had: a map of
 /// results, then the order.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Stored<V>")]
 pub struct DedupTable<V> {
     results: HashMap<RequestId, V>,
     order: VecDeque<RequestId>,
+}
+
+/// The serialized form, checked before it becomes a table: every id in `order` once, each with
+/// its result, and no other result (what `insert` keeps true, and a damaged snapshot may not).
+#[derive(Deserialize)]
+struct Stored<V> {
+    results: HashMap<RequestId, V>,
+    order: VecDeque<RequestId>,
+}
+
+impl<V> TryFrom<Stored<V>> for DedupTable<V> {
+    type Error = &'static str;
+
+    fn try_from(s: Stored<V>) -> Result<Self, Self::Error> {
+        let mut seen = std::collections::HashSet::with_capacity(s.order.len());
+        let consistent = s.order.len() == s.results.len()
+            && s.order
+                .iter()
+                .all(|id| s.results.contains_key(id) && seen.insert(*id));
+        if !consistent {
+            return Err("dedup table: its ids and its results disagree");
+        }
+        Ok(Self {
+            results: s.results,
+            order: s.order,
+        })
+    }
 }
 
 impl<V> Default for DedupTable<V> {
@@ -142,5 +170,35 @@ mod tests {
         );
         let back: DedupTable<u8> = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, t);
+    }
+
+    /// Bytes whose ids and results disagree are refused, not turned into a table that would
+    /// write a map of the wrong length (found by the `wire_codec` fuzz target).
+    #[test]
+    fn a_table_whose_ids_and_results_disagree_is_refused() {
+        #[derive(Serialize)]
+        struct Raw {
+            results: std::collections::BTreeMap<RequestId, u8>,
+            order: Vec<RequestId>,
+        }
+        let raw = |results: &[u128], order: &[u128]| {
+            postcard::to_allocvec(&Raw {
+                results: results.iter().map(|&i| (RequestId(i), 0)).collect(),
+                order: order.iter().map(|&i| RequestId(i)).collect(),
+            })
+            .unwrap()
+        };
+        for (results, order) in [
+            (&[1u128, 2][..], &[1u128][..]),
+            (&[1], &[1, 2]),
+            (&[1, 2], &[1, 1]),
+            (&[1], &[2]),
+        ] {
+            assert!(
+                postcard::from_bytes::<DedupTable<u8>>(&raw(results, order)).is_err(),
+                "{results:?} / {order:?}"
+            );
+        }
+        assert!(postcard::from_bytes::<DedupTable<u8>>(&raw(&[1, 2], &[2, 1])).is_ok());
     }
 }
