@@ -237,7 +237,7 @@ where
         };
         let (slot, run) = (slot.clone(), run.clone());
         tokio::spawn(async move {
-            run.clone()(batch, turn).await;
+            run(batch, turn).await;
             slot.lock().in_flight -= 1;
             pump(slot, batch_max, run);
         });
