@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub unclaimed_range_grace_secs: Option<u64>,
     /// Simulated WAN table (`--wan`).
     pub wan: Option<String>,
+    /// Threads that run the node's async work (`--worker-threads`).
+    pub worker_threads: Option<usize>,
 }
 
 impl FileConfig {

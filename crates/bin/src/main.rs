@@ -12,6 +12,7 @@ mod lease_cmd;
 mod placement_cmd;
 mod playground;
 mod queue_cmd;
+mod serve;
 mod server;
 mod status_view;
 mod stream_cmd;
@@ -81,10 +82,22 @@ fn disable_transparent_huge_pages() {
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let workers = match &cli.cmd {
+        Cmd::Server(a) => match server::worker_threads(a) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: start the async runtime: {e}");

@@ -61,6 +61,29 @@ pub struct ServerArgs {
     /// trip ~ jitter / loss; `local` is within a region) [default: none].
     #[arg(long, env = "MERIDIAN_WAN")]
     wan: Option<String>,
+    /// Threads that run the node's async work (requests, Raft, replication); fsyncs have a
+    /// thread of their own. Like GOMAXPROCS for a Go server: nodes sharing a machine can be
+    /// given a share of its cores each [default: the machine's cores].
+    #[arg(long, env = "MERIDIAN_WORKER_THREADS", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    worker_threads: Option<u64>,
+}
+
+/// The worker threads `a` asks for (flag, environment or config file), if any. Read before the
+/// async runtime starts, so the config file is read once more here.
+pub fn worker_threads(a: &ServerArgs) -> anyhow::Result<Option<usize>> {
+    if let Some(n) = a.worker_threads {
+        return Ok(Some(n as usize));
+    }
+    let file = match &a.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    match file.worker_threads {
+        Some(n) if !(1..=1024).contains(&n) => {
+            bail!("worker_threads in the config file must be 1 to 1024, not {n}")
+        }
+        n => Ok(n),
+    }
 }
 
 /// How long a stopping node waits for in-flight requests.
@@ -231,11 +254,10 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<()> {
     }));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
+        crate::serve::serve(listener, app, async move {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     shutdown_signal().await;
     tracing::info!(node_id = id.0, "shutting down");
@@ -350,5 +372,21 @@ mod tests {
             assert_eq!(from_env(v).unwrap(), want, "MERIDIAN_NO_FSYNC={v}");
         }
         assert!(from_env("maybe").is_err());
+    }
+
+    #[test]
+    fn worker_threads_come_from_the_flag_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.toml");
+        std::fs::write(&file, "worker_threads = 3\n").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(worker_threads(&args(&[])).unwrap(), None);
+        assert_eq!(worker_threads(&args(&["--config", f])).unwrap(), Some(3));
+        let both = args(&["--config", f, "--worker-threads", "1"]);
+        assert_eq!(worker_threads(&both).unwrap(), Some(1));
+        std::fs::write(&file, "worker_threads = 0\n").unwrap();
+        let err = worker_threads(&args(&["--config", f])).unwrap_err();
+        assert!(err.to_string().contains("1 to 1024"), "{err}");
+        assert!(Cli::try_parse_from(["meridian", "--worker-threads", "0"]).is_err());
     }
 }
