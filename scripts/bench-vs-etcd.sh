@@ -4,9 +4,13 @@
 # `meridian bench` against Meridian. Needs root for apt (etcd-server) and the benchmark build.
 # Each benchmark row also shows the CPU time one operation cost the benchmark client and the
 # three servers (user + system, from bash's `time` and /proc/PID/stat).
-# Usage: scripts/bench-vs-etcd.sh [TOTAL]   (default 20000)
+# The machine's speed drifts by a fifth within minutes, so the 256-client puts then run PAIRS
+# more times (etcd first, then Meridian first, in turn) and the script prints each pair's ratio
+# and their median.
+# Usage: scripts/bench-vs-etcd.sh [TOTAL] [PAIRS]   (defaults 20000 and 5)
 set -euo pipefail
 TOTAL=${1:-20000}
+PAIRS=${2:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/target/release/meridian
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p meridian)
@@ -83,6 +87,21 @@ for c in 1 50 256; do
   run etcd "$EEPS" $c $conns
   run meridian "$MEPS" $c $conns
 done
+# Requests/sec of the last benchmark run (bench_cpu's output on stdin).
+rate() { awk '/Requests\/sec/ {print $2}'; }
+echo "== 256 clients, $PAIRS more pairs (Meridian / etcd put rate)"
+ratios=()
+for p in $(seq "$PAIRS"); do
+  if [ $((p % 2)) = 1 ]; then
+    e=$(run etcd "$EEPS" 256 100 | rate); m=$(run meridian "$MEPS" 256 100 | rate)
+  else
+    m=$(run meridian "$MEPS" 256 100 | rate); e=$(run etcd "$EEPS" 256 100 | rate)
+  fi
+  r=$(awk -v m="$m" -v e="$e" 'BEGIN { printf "%.2f", m / e }')
+  ratios+=("$r")
+  printf '  pair %d: etcd %.0f ops/s, meridian %.0f ops/s, ratio %s\n' "$p" "$e" "$m" "$r"
+done
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "  median ratio of %d pairs: %s\n", NR, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 bench_cpu "etcd range (linearizable) clients=256" "${EPIDS[@]}" -- --endpoints="$EEPS" --clients=256 --conns=100 range k
 bench_cpu "meridian range (linearizable) clients=256" "${MPIDS[@]}" -- --endpoints="$MEPS" --clients=256 --conns=100 range k
 echo "== meridian bench"

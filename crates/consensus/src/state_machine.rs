@@ -132,6 +132,11 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 d.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => CommandResult::None,
+                    // On a follower nobody waits for the answer: skip building it.
+                    EntryPayload::Normal(ref cmd) if responder.is_none() => {
+                        d.state.apply_unanswered(&cmd.0);
+                        CommandResult::None
+                    }
                     EntryPayload::Normal(ref cmd) => d.state.apply(&cmd.0),
                     EntryPayload::Membership(ref m) => {
                         d.last_membership = StoredMembership::new(Some(entry.log_id), m.clone());

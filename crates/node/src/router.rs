@@ -61,6 +61,14 @@ impl Node {
         self.inner.leader_cache.read().get(&group).copied()
     }
 
+    /// Notes `to` as `group`'s leader. Every write that succeeds says so, nearly always again:
+    /// only a change takes the write lock, which all the node's requests contend for.
+    fn remember_leader(&self, group: GroupId, to: NodeId) {
+        if self.inner.leader_cache.read().get(&group) != Some(&to) {
+            self.inner.leader_cache.write().insert(group, to);
+        }
+    }
+
     /// Executes an operation on `group`'s leader (or, for bounded and local reads, on the
     /// nearest replica that can serve it), retrying until the request deadline.
     pub(crate) async fn execute(
@@ -142,7 +150,7 @@ impl Node {
             match result {
                 Ok(r) => {
                     if !follower_read && (!read_here || to != self.id()) {
-                        self.inner.leader_cache.write().insert(group, to);
+                        self.remember_leader(group, to);
                     }
                     return Ok(r);
                 }

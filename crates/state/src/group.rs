@@ -150,6 +150,32 @@ impl GroupState {
         }
     }
 
+    /// [`GroupState::apply`] for an entry nobody waits on (a follower's, or one whose client
+    /// has gone): the same state, without a copy of each write's result for the answer.
+    pub fn apply_unanswered(&mut self, cmd: &Command) {
+        match cmd {
+            Command::Kv(entry) => self.apply_kv_unanswered(entry),
+            Command::KvBatch(entries) => entries.iter().for_each(|e| self.apply_kv_unanswered(e)),
+            _ => {
+                self.apply(cmd);
+            }
+        }
+    }
+
+    fn apply_kv_unanswered(&mut self, entry: &KvEntry) {
+        match entry.request_id {
+            Some(id) if self.dedup.get(id).is_some() => {}
+            Some(id) => {
+                let result = self.kv.apply(entry);
+                self.dedup.insert(id, result);
+            }
+            // The result (a failed write's error included) is only ever an answer.
+            None => {
+                let _ = self.kv.apply(entry);
+            }
+        }
+    }
+
     fn apply_kv(&mut self, entry: &KvEntry) -> Result<KvResult, MeridianError> {
         if let Some(done) = entry.request_id.and_then(|id| self.dedup.get(id)) {
             return done.clone();
@@ -235,5 +261,36 @@ mod tests {
         // A bad entry fails alone.
         let r = g.apply(&Command::KvBatch(vec![put(4, "", 30), put(5, "d", 30)]));
         assert_eq!(revisions(&r), vec![None, Some(30)]);
+    }
+
+    /// A replica that answers nobody ends in the same state, byte for byte, as one that does:
+    /// the same revisions, and the same results remembered for retried request ids.
+    #[test]
+    fn applying_unanswered_leaves_the_same_state() {
+        let cmds = vec![
+            Command::Kv(put(1, "a", 10)),
+            Command::KvBatch(vec![
+                put(2, "b", 20),
+                put(3, "c", 15),
+                put(2, "b", 20),
+                put(1, "a", 10),
+                put(4, "", 30),
+            ]),
+            Command::Kv(put(3, "c", 40)),
+            Command::KvBatch(vec![put(5, "d", 30), put(6, "a", 50)]),
+        ];
+        let (mut answered, mut quiet) = (GroupState::default(), GroupState::default());
+        for c in &cmds {
+            answered.apply(c);
+            quiet.apply_unanswered(c);
+        }
+        assert_eq!(answered, quiet);
+        assert_eq!(
+            postcard::to_allocvec(&answered).unwrap(),
+            postcard::to_allocvec(&quiet).unwrap()
+        );
+        // The remembered result of a retried id is the one the leader answered.
+        let retry = Command::Kv(put(2, "b", 99));
+        assert_eq!(answered.apply(&retry), quiet.apply(&retry));
     }
 }
