@@ -150,8 +150,8 @@ impl GroupState {
         }
     }
 
-    /// [`GroupState::apply`] for an entry nobody waits on (a follower's, or one whose client
-    /// has gone): the same state, without a copy of each write's result for the answer.
+    /// [`GroupState::apply`] for an entry nobody waits on (every entry on a follower): the same
+    /// state, without a copy of each write's result for the answer.
     pub fn apply_unanswered(&mut self, cmd: &Command) {
         match cmd {
             Command::Kv(entry) => self.apply_kv_unanswered(entry),
