@@ -36,10 +36,16 @@ use meridian_node::ClientApi;
 /// with another router built by `tonic::service::Routes` (axum refuses to merge two fallbacks);
 /// instead `tonic::service::Routes::from(client_router(api)).add_service(svc).into_axum_router()`.
 pub fn client_router<A: ClientApi>(api: A) -> axum::Router {
-    etcd::routes(api.clone())
+    let mut router = etcd::routes(api.clone())
         .add_service(grpc_streams::server(api.clone()))
         .add_service(queue_grpc::server(api.clone()))
-        .into_axum_router()
+        .into_axum_router();
+    // etcd's busiest calls, ahead of tonic's `KV` route (an exact path beats its wildcard).
+    let fast = etcd::unary::FastKv::new(api.clone(), api.limits().request_bytes_max);
+    for path in etcd::unary::PATHS {
+        router = router.route_service(path, fast.clone());
+    }
+    router
         .merge(http::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(http::method_not_allowed)

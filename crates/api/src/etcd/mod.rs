@@ -11,6 +11,7 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod status;
+pub mod unary;
 pub mod watch;
 
 pub use cluster::EtcdCluster;
