@@ -37,6 +37,32 @@ pub const PATHS: [&str; 4] = [
 /// gRPC's frame header: a compression flag and a 4-byte length.
 const FRAME_HEADER: usize = 5;
 
+/// The message length a frame header (at least [`FRAME_HEADER`] bytes) declares.
+fn declared_len(buf: &[u8]) -> usize {
+    u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize
+}
+
+/// One of the calls of [`PATHS`].
+#[derive(Clone, Copy)]
+enum Call {
+    Range,
+    Put,
+    DeleteRange,
+    Txn,
+}
+
+impl Call {
+    fn of(path: &str) -> Option<Call> {
+        match path {
+            "/etcdserverpb.KV/Range" => Some(Call::Range),
+            "/etcdserverpb.KV/Put" => Some(Call::Put),
+            "/etcdserverpb.KV/DeleteRange" => Some(Call::DeleteRange),
+            "/etcdserverpb.KV/Txn" => Some(Call::Txn),
+            _ => None,
+        }
+    }
+}
+
 /// The `KV` unary calls of [`PATHS`], with tonic's `KvServer` behind for everything else.
 pub struct FastKv<A> {
     kv: Arc<EtcdKv<A>>,
@@ -65,16 +91,15 @@ impl<A: ClientApi> FastKv<A> {
     }
 
     async fn serve(mut self, req: Request<Body>) -> Response<Body> {
-        let plain = plain_grpc(req.headers());
-        let path = req.uri().path().to_owned();
-        if !plain || !PATHS.contains(&path.as_str()) {
+        let call = Call::of(req.uri().path()).filter(|_| plain_grpc(req.headers()));
+        let Some(call) = call else {
             return self.by_tonic(req).await;
-        }
+        };
         let (parts, mut body) = req.into_parts();
         let mut buf = BytesMut::new();
         loop {
             if buf.len() >= FRAME_HEADER {
-                let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+                let len = declared_len(&buf);
                 if buf[0] != 0 || len > self.max || buf.len() > FRAME_HEADER + len {
                     let body = Body::new(Prepend {
                         head: Some(buf.freeze()),
@@ -95,9 +120,7 @@ impl<A: ClientApi> FastKv<A> {
                 }
             }
         }
-        let whole = buf.len() >= FRAME_HEADER
-            && u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize
-                == buf.len() - FRAME_HEADER;
+        let whole = buf.len() >= FRAME_HEADER && declared_len(&buf) == buf.len() - FRAME_HEADER;
         if !whole {
             let body = Body::from(buf.freeze());
             return self.by_tonic(Request::from_parts(parts, body)).await;
@@ -106,20 +129,20 @@ impl<A: ClientApi> FastKv<A> {
         let md = MetadataMap::from_headers(parts.headers);
         let ext = parts.extensions;
         let kv = &*self.kv;
-        match path.as_str() {
-            "/etcdserverpb.KV/Range" => match decode(msg) {
+        match call {
+            Call::Range => match decode(msg) {
                 Ok(r) => answer(Kv::range(kv, tonic::Request::from_parts(md, ext, r)).await),
                 Err(s) => status(s),
             },
-            "/etcdserverpb.KV/Put" => match decode(msg) {
+            Call::Put => match decode(msg) {
                 Ok(r) => answer(Kv::put(kv, tonic::Request::from_parts(md, ext, r)).await),
                 Err(s) => status(s),
             },
-            "/etcdserverpb.KV/DeleteRange" => match decode(msg) {
+            Call::DeleteRange => match decode(msg) {
                 Ok(r) => answer(Kv::delete_range(kv, tonic::Request::from_parts(md, ext, r)).await),
                 Err(s) => status(s),
             },
-            _ => match decode(msg) {
+            Call::Txn => match decode(msg) {
                 Ok(r) => answer(Kv::txn(kv, tonic::Request::from_parts(md, ext, r)).await),
                 Err(s) => status(s),
             },
@@ -251,5 +274,16 @@ impl http_body::Body for Prepend {
 
     fn is_end_stream(&self) -> bool {
         self.head.is_none() && self.rest.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_path_is_a_call_served_here() {
+        assert!(PATHS.iter().all(|p| Call::of(p).is_some()));
+        assert!(Call::of("/etcdserverpb.KV/Compact").is_none());
     }
 }
