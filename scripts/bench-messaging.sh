@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Meridian's messaging beside NATS JetStream on this machine: starts a 3-node Meridian cluster on
 # loopback and runs `meridian bench publish` (128-byte messages, publish-to-ack and, with --e2e,
-# publish-to-consume) and `meridian bench queue` at 1 and 64 clients (and publish with 256 in
-# flight: one pipelined publisher, and 256 publishers one at a time), then
+# publish-to-consume) and `meridian bench queue` at 1 and 64 clients (64 publishers sharing one
+# connection, on 64 connections, and as unary calls; and publish with 256 in flight: one
+# pipelined publisher, and 256 publishers one at a time), then
 # scripts/bench-nats.sh (a 3-node JetStream, R3 file stream) with the same sizes, so both sides
 # are measured within one run (the disk's speed drifts between runs).
 # Usage: scripts/bench-messaging.sh [TOTAL]   (default 20000; NATS=0 skips JetStream)
@@ -39,10 +40,15 @@ bench() { # op clients partitions [extra...]
 # stream leader (CONNECT=leader).
 # One partition, as JetStream's one R3 stream has one leader (three partitions on a 2-core
 # machine spread the same work over three smaller batches: 8,500 vs 11,100 msgs/s at 64).
-# --warmup: as bench-nats.sh, unmeasured publishes first. The pipelined run (one publisher,
-# 256 in flight over one PublishStream call) is the shape of bench-nats.sh's async-256.
+# --warmup: as bench-nats.sh, unmeasured publishes first. Publishers on one connection share
+# its `Publisher` (one PublishStream call), as bench-nats.sh's sync-64-shared share one NATS
+# connection; --conns 64 gives each its own connection, as sync-64; --unary is the older shape
+# (one unary Publish call per publish). The pipelined run (one publisher, 256 in flight over one
+# PublishStream call) is the shape of bench-nats.sh's async-256.
 bench publish 1 1 --target-leader --e2e --warmup 500
 bench publish 64 1 --target-leader --e2e --warmup 500
+bench publish 64 1 --target-leader --e2e --warmup 500 --conns 64
+bench publish 64 1 --target-leader --e2e --warmup 500 --unary
 bench publish 1 1 --target-leader --e2e --warmup 500 --in-flight 256
 bench publish 256 1 --target-leader --e2e --warmup 500
 bench queue 1 1
@@ -50,5 +56,5 @@ bench queue 64 1
 
 if [ "${NATS:-1}" != 0 ]; then
   echo "== NATS JetStream (scripts/bench-nats.sh)"
-  TOTAL=$TOTAL bash "$ROOT/scripts/bench-nats.sh"
+  TOTAL=$TOTAL SCENARIOS="sync-1 sync-64 sync-64-shared async-256" bash "$ROOT/scripts/bench-nats.sh"
 fi

@@ -3,6 +3,8 @@
 # (Debian's nats-server, file storage, an R3 stream), then runs tools/nats-bench against it:
 #   sync-1     1 publisher, one publish at a time (each awaits its PubAck before the next)
 #   sync-64    64 publishers on 64 connections, each one publish at a time
+#   sync-64-shared  64 publishers sharing one connection, each one publish at a time (not run by
+#              default; the shape of Meridian's `bench publish --clients 64`)
 #   async-256  1 publisher keeping at most 256 publishes awaiting their PubAck
 # with 128-byte messages, and reports msgs/s, publish-to-ack p50/p90/p99/max and
 # publish-to-consume p50/p99 (an ordered consumer on the stream reads the publish time from
@@ -34,14 +36,17 @@ E2E=${E2E:-1}
 WARMUP=${WARMUP:-500}
 OUT=${OUT:-}
 
-# A scenario's publishers (p) and per-publisher in-flight window (w); checked before anything starts.
+# A scenario's publishers (p), per-publisher in-flight window (w) and connections (c, 0: one per
+# publisher); checked before anything starts.
 shape() {
+  c=0
   case $1 in
     sync-1) p=1 w=1 ;;
     sync-64) p=64 w=1 ;;
+    sync-64-shared) p=64 w=1 c=1 ;;
     async-256) p=1 w=256 ;;
     pubs[0-9]*-inflight[0-9]*) p=${1#pubs}; p=${p%%-*}; w=${1##*-inflight} ;;
-    *) echo "unknown scenario $1 (sync-1, sync-64, async-256 or pubsP-inflightW)" >&2; exit 2 ;;
+    *) echo "unknown scenario $1 (sync-1, sync-64, sync-64-shared, async-256 or pubsP-inflightW)" >&2; exit 2 ;;
   esac
   case $p$w in *[!0-9]*) echo "unknown scenario $1" >&2; exit 2 ;; esac
 }
@@ -132,8 +137,8 @@ echo "nats-server $NATS_VERSION: 3 nodes ready at $URLS (store $W)" >&2
 
 RESULTS=$W/results.jsonl
 : >"$RESULTS"
-run() { # scenario publishers inflight
-  "$BIN" run --urls "$URLS" --scenario "$1" --publishers "$2" --inflight "$3" --total "$TOTAL" \
+run() { # scenario publishers inflight conns
+  "$BIN" run --urls "$URLS" --scenario "$1" --publishers "$2" --inflight "$3" --conns "$4" --total "$TOTAL" \
     --size "$SIZE" --replicas 3 --e2e "$E2E" --connect "$CONNECT" --warmup "$WARMUP" \
     --server-pids "$SERVER_PIDS" --server-version "$NATS_VERSION" >>"$RESULTS" &
   bench_pid=$!
@@ -144,7 +149,7 @@ for r in $(seq "$REPEAT"); do
   for s in $SCENARIOS; do
     shape "$s"
     echo "== $s (run $r/$REPEAT): $p publisher(s), at most $w in flight each, $TOTAL x $SIZE B" >&2
-    run "$s" "$p" "$w"
+    run "$s" "$p" "$w" "$c"
   done
 done
 

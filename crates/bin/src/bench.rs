@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// call (as a NATS client's asynchronous publishes); 1 is one unary `Publish` at a time.
     #[arg(long, default_value_t = 1)]
     in_flight: usize,
+    /// `publish`: each publish is a unary `Publish` call (an HTTP/2 stream of its own) instead
+    /// of a request on its connection's shared `PublishStream` call (`meridian_client::Publisher`).
+    #[arg(long)]
+    unary: bool,
     /// `publish`: unmeasured publishes before the measured run.
     #[arg(long, default_value_t = 0)]
     warmup: u64,
@@ -136,7 +140,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return publish::run(publish::PublishArgs {
             endpoints: &args.endpoints,
             clients: args.clients,
-            conns,
+            // With --target-leader, connections per partition leader (one unless given).
+            conns: if args.target_leader {
+                args.conns.unwrap_or(1)
+            } else {
+                conns
+            },
+            unary: args.unary,
             total: args.total,
             value_size: args.value_size,
             partitions: args.partitions,
@@ -256,6 +266,9 @@ fn check_args(a: &BenchArgs) -> anyhow::Result<()> {
     }
     if a.in_flight > 1 && a.op != BenchOp::Publish {
         bail!("--in-flight applies to `bench publish` only");
+    }
+    if a.unary && (a.op != BenchOp::Publish || a.in_flight > 1) {
+        bail!("--unary applies to `bench publish` with one publish in flight per publisher");
     }
     if !(0.0..=1.0).contains(&a.read_ratio) {
         bail!("--read-ratio must be from 0 to 1");

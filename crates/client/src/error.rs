@@ -41,7 +41,7 @@ pub enum Idempotence {
     NotIdempotent,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     /// Input refused before anything was sent: a malformed endpoint, no endpoints, ...
     #[error("invalid_argument: {0}")]

@@ -19,7 +19,8 @@
 //!   [`order_targets`], the pure choice of where a call goes;
 //! - `routing.rs`: the learned topology, round trips and [`SessionTokens`] (read-your-writes on
 //!   follower reads);
-//! - `keys.rs`: etcd's prefix and range-end conventions.
+//! - `keys.rs`: etcd's prefix and range-end conventions;
+//! - [`Publisher`] (`publisher.rs`): concurrent stream publishes sharing one `PublishStream` call.
 
 mod client;
 mod config;
@@ -29,6 +30,7 @@ mod error;
 mod http_json;
 mod key_value;
 mod keys;
+mod publisher;
 mod results;
 mod routing;
 mod topology;
@@ -45,6 +47,7 @@ pub use endpoint::{DEFAULT_PORT, lazy_channel, parse_endpoint, parse_endpoints};
 pub use error::{ClientError, Idempotence};
 pub use key_value::KeyValue;
 pub use keys::{prefix_range_end, scan_bounds};
+pub use publisher::{PUBLISHER_IN_FLIGHT_MAX, Publisher};
 pub use meridian_node::{ClusterView, NodeView, RangeView};
 pub use results::{CasResult, DeleteResult, GetResult, PutResult, ScanOptions, ScanPage};
 pub use routing::{SessionTokens, TOPOLOGY_REFRESH};

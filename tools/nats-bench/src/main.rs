@@ -6,7 +6,7 @@
 //! Subcommands:
 //!   nats-bench run   --urls U1,U2,U3 --scenario NAME --publishers P --inflight W --total N [...]
 //!       Recreates the stream (file storage, R replicas), warms it up, then P publishers, each
-//!       on its own connection, publish N messages between them with at most W publishes
+//!       on its own connection (or sharing --conns C), publish N messages between them with at most W publishes
 //!       awaiting their ack per publisher (W = 1: publish, await the ack, publish the next).
 //!       Prints one JSON line on stdout and a human summary on stderr.
 //!   nats-bench table FILE...
@@ -40,7 +40,7 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  nats-bench run --urls U1,U2,U3 [--scenario NAME] [--publishers 1] [--inflight 1] \
          [--total 20000] [--size 128] [--replicas 3] [--stream BENCH] [--e2e 1] \
-         [--connect leader|spread] [--warmup 500] [--server-pids P1,P2,P3] [--server-version V]\n  \
+         [--connect leader|spread] [--conns N] [--warmup 500] [--server-pids P1,P2,P3] [--server-version V]\n  \
          nats-bench table FILE..."
     );
     std::process::exit(2)
@@ -75,6 +75,8 @@ struct Opts {
     stream: String,
     e2e: bool,
     connect_leader: bool,
+    /// Connections the publishers share (publisher i uses connection i mod conns); 0 = one each.
+    conns: usize,
     warmup: usize,
     server_pids: Vec<u32>,
     server_version: String,
@@ -114,6 +116,7 @@ fn opts(m: &HashMap<String, String>) -> Opts {
                 usage()
             }
         },
+        conns: num("conns", 0),
         warmup: num("warmup", 500),
         server_pids: m
             .get("server-pids")
@@ -358,11 +361,19 @@ async fn run(o: Opts) -> Res<()> {
         None
     };
 
-    // Publishers, each on its own connection.
-    let mut ctxs = Vec::with_capacity(o.publishers);
-    for i in 0..o.publishers {
-        ctxs.push(js(connect(&target(i)).await?));
+    // Publishers, each on its own connection unless --conns makes them share.
+    let conns = if o.conns == 0 {
+        o.publishers
+    } else {
+        o.conns.min(o.publishers)
+    };
+    let mut shared = Vec::with_capacity(conns);
+    for i in 0..conns {
+        shared.push(js(connect(&target(i)).await?));
     }
+    let ctxs: Vec<jetstream::Context> = (0..o.publishers)
+        .map(|i| shared[i % conns].clone())
+        .collect();
     let cpu0_self = cpu_s("self");
     let cpu0_srv: Vec<f64> = o
         .server_pids
@@ -419,6 +430,7 @@ async fn run(o: Opts) -> Res<()> {
         "server_version": o.server_version,
         "scenario": o.scenario,
         "publishers": o.publishers,
+        "conns": conns,
         "inflight_per_publisher": o.inflight,
         "max_inflight": o.publishers * o.inflight,
         "msg_size": o.size,

@@ -3,15 +3,18 @@
 //! per partition, each message carrying its send time).
 //!
 //! The run creates a stream `bench-<random>` with `--partitions` partitions (or uses `--stream`),
-//! sends `--total` messages of `--value-size` bytes from `--clients` tasks (one unary publish in
-//! flight each, or with `--in-flight W` up to W pipelined over one `PublishStream` call;
-//! partitions taken in turn), and deletes the stream it created.
+//! sends `--total` messages of `--value-size` bytes from `--clients` tasks (partitions taken in
+//! turn), and deletes the stream it created. Each task has one publish in flight at a time, sent
+//! through its connection's `meridian_client::Publisher` (the tasks of a connection share one
+//! `PublishStream` call), or with `--unary` as a unary `Publish` call; with `--in-flight W` a
+//! task keeps up to W publishes pipelined over a `PublishStream` call of its own.
 
 use super::summary::{LatencySummary, OpKind, Recorder, RunInfo, Summary, new_histogram};
 use super::worker::REQUEST_TIMEOUT;
 use crate::kv_cmd::Output;
 use anyhow::{Context, bail};
 use meridian_proto::v1 as pb;
+use meridian_client::Publisher;
 use meridian_proto::v1::streams_client::StreamsClient;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +30,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(5);
 pub struct PublishArgs<'a> {
     pub endpoints: &'a [String],
     pub clients: usize,
+    /// Connections (with `target_leader`: connections per partition leader).
     pub conns: usize,
+    /// One unary `Publish` call per publish instead of the connection's shared `Publisher`.
+    pub unary: bool,
     pub total: u64,
     pub value_size: usize,
     pub partitions: u32,
@@ -150,23 +156,33 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
     let partitions = spec["spec"]["partitions"].as_u64().unwrap_or(1) as u32;
 
     let mut clients = Vec::new();
+    let mut publishers = Vec::new();
+    let mut connect = |ep: &str| -> anyhow::Result<()> {
+        let url = meridian_client::parse_endpoint(ep)?;
+        let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
+        publishers.push(Publisher::new(&url, ch.clone(), REQUEST_TIMEOUT));
+        clients.push(StreamsClient::new(ch));
+        Ok(())
+    };
+    let per_partition = a.conns.max(1);
     if a.target_leader {
-        // One connection per partition, to its leader; publisher t uses clients[t mod P].
+        // `conns` connections to each partition's leader: partition p's are
+        // clients[p * conns ..][.. conns] (see `Load::connection`).
         for ep in partition_leaders(&http, &base, &spec, partitions).await? {
-            let url = meridian_client::parse_endpoint(&ep)?;
-            let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
-            clients.push(StreamsClient::new(ch));
+            for _ in 0..per_partition {
+                connect(&ep)?;
+            }
         }
     } else {
         for i in 0..a.conns.max(1) {
-            let url = meridian_client::parse_endpoint(&a.endpoints[i % a.endpoints.len()])?;
-            let ch = meridian_client::lazy_channel(&url, CONNECT_TIMEOUT)?;
-            clients.push(StreamsClient::new(ch));
+            connect(&a.endpoints[i % a.endpoints.len()])?;
         }
     }
 
     let load = Load {
         clients: &clients,
+        shared: (!a.unary).then_some(publishers.as_slice()),
+        per_partition,
         publishers: a.clients,
         stream: &stream,
         partitions,
@@ -185,7 +201,7 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
     let mut followers = tokio::task::JoinSet::new();
     if a.e2e {
         for p in 0..partitions {
-            let mut c = clients[p as usize % clients.len()].clone();
+            let mut c = clients[load.connection(p as usize)].clone();
             let req = pb::ReadRequest {
                 stream: stream.clone(),
                 partition: p,
@@ -283,6 +299,10 @@ pub async fn run(a: PublishArgs<'_>) -> anyhow::Result<()> {
 /// Publishers sending `total` messages between them.
 struct Load<'a> {
     clients: &'a [StreamsClient<Channel>],
+    /// One `Publisher` per connection (same order as `clients`), unless `--unary`.
+    shared: Option<&'a [Publisher]>,
+    /// With `target_leader`: connections per partition.
+    per_partition: usize,
     publishers: usize,
     stream: &'a str,
     partitions: u32,
@@ -292,12 +312,25 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
+    /// The connection publisher `t` uses: with `target_leader` one of its partition's
+    /// (`t mod P`), else the connections in turn.
+    fn connection(&self, t: usize) -> usize {
+        if self.target_leader {
+            let p = self.partitions as usize;
+            (t % p) * self.per_partition + (t / p) % self.per_partition
+        } else {
+            t % self.clients.len()
+        }
+    }
+
     async fn run(&self, total: u64) -> anyhow::Result<Recorder> {
-        let (clients, partitions) = (self.clients, self.partitions);
+        let partitions = self.partitions;
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for t in 0..self.publishers {
-            let mut c: StreamsClient<Channel> = clients[t % clients.len()].clone();
+            let conn = self.connection(t);
+            let mut c: StreamsClient<Channel> = self.clients[conn].clone();
+            let shared = self.shared.map(|p| p[conn].clone());
             let (next, stream, size) = (next.clone(), self.stream.to_string(), self.size);
             let (target_leader, in_flight) = (self.target_leader, self.in_flight);
             tasks.spawn(async move {
@@ -330,6 +363,14 @@ impl Load<'_> {
                     }
                     let req = request(i);
                     let t0 = Instant::now();
+                    if let Some(p) = &shared {
+                        // The publisher has its own per-publish timeout.
+                        match p.publish(req).await {
+                            Ok(_) => rec.record_ok(OpKind::Put, t0.elapsed()),
+                            Err(e) => rec.record_error(e.code()),
+                        }
+                        continue;
+                    }
                     match tokio::time::timeout(REQUEST_TIMEOUT, c.publish(req)).await {
                         Ok(Ok(_)) => rec.record_ok(OpKind::Put, t0.elapsed()),
                         Ok(Err(s)) => rec.record_error(&format!("{:?}", s.code())),
