@@ -132,7 +132,11 @@ fn concurrent_publishes_share_one_call() {
         out
     });
     for (t, i, offset) in &acked {
-        assert_eq!(read[offset], format!("{t}:{i}"), "the message at offset {offset}");
+        assert_eq!(
+            read[offset],
+            format!("{t}:{i}"),
+            "the message at offset {offset}"
+        );
     }
 
     rt.block_on(async {

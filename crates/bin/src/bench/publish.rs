@@ -13,8 +13,8 @@ use super::summary::{LatencySummary, OpKind, Recorder, RunInfo, Summary, new_his
 use super::worker::REQUEST_TIMEOUT;
 use crate::kv_cmd::Output;
 use anyhow::{Context, bail};
-use meridian_proto::v1 as pb;
 use meridian_client::Publisher;
+use meridian_proto::v1 as pb;
 use meridian_proto::v1::streams_client::StreamsClient;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
