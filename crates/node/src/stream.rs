@@ -339,48 +339,28 @@ impl Streams {
                 spec.partitions - 1
             )));
         }
-        let random = (meridian_types::rng::next_u128() % u128::from(spec.partitions)) as u32;
-        let mut by_partition: BTreeMap<u32, Vec<(usize, NewMessage)>> = BTreeMap::new();
-        for (i, m) in messages.into_iter().enumerate() {
-            let p = partition.unwrap_or_else(|| match &m.key {
-                Some(k) => partition_for_key(k, spec.partitions),
-                None => random,
-            });
-            by_partition.entry(p).or_default().push((i, m));
-        }
         let base = request_id
             .map(|r| r.0)
             .unwrap_or_else(meridian_types::rng::next_u128);
+        if let Some(p) = partition {
+            // One partition (the common case): no grouping, one command.
+            return self.publish_to(&spec, p, messages, base).await;
+        }
+        let random = (meridian_types::rng::next_u128() % u128::from(spec.partitions)) as u32;
+        let mut by_partition: BTreeMap<u32, Vec<(usize, NewMessage)>> = BTreeMap::new();
+        for (i, m) in messages.into_iter().enumerate() {
+            let p = match &m.key {
+                Some(k) => partition_for_key(k, spec.partitions),
+                None => random,
+            };
+            by_partition.entry(p).or_default().push((i, m));
+        }
         let sends = by_partition.into_iter().map(|(p, batch)| {
             let spec = &spec;
             async move {
                 let (idx, msgs): (Vec<usize>, Vec<NewMessage>) = batch.into_iter().unzip();
-                let cmd = StreamCommand::Publish {
-                    stream: spec.name.clone(),
-                    partition: p,
-                    messages: msgs,
-                };
-                let rid = RequestId(base.wrapping_add(u128::from(p)));
-                match self
-                    .command(spec.ranges[p as usize].group(), cmd, Some(rid))
-                    .await?
-                {
-                    StreamResult::Published(acks) => Ok(idx
-                        .into_iter()
-                        .zip(acks)
-                        .map(|(i, a)| {
-                            (
-                                i,
-                                Published {
-                                    partition: p,
-                                    offset: a.offset,
-                                    duplicate: a.duplicate,
-                                },
-                            )
-                        })
-                        .collect::<Vec<_>>()),
-                    other => Err(unexpected(other)),
-                }
+                let published = self.publish_to(spec, p, msgs, base).await?;
+                Ok::<_, MeridianError>(idx.into_iter().zip(published).collect::<Vec<_>>())
             }
         });
         let mut all: Vec<(usize, Published)> = futures::future::try_join_all(sends)
@@ -390,6 +370,37 @@ impl Streams {
             .collect();
         all.sort_by_key(|(i, _)| *i);
         Ok(all.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Publishes `messages` to partition `p` as one command, with request id `base + p` (as
+    /// [`Self::publish`] numbers the commands of a request).
+    async fn publish_to(
+        &self,
+        spec: &StreamSpec,
+        p: u32,
+        messages: Vec<NewMessage>,
+        base: u128,
+    ) -> Result<Vec<Published>, MeridianError> {
+        let cmd = StreamCommand::Publish {
+            stream: spec.name.clone(),
+            partition: p,
+            messages,
+        };
+        let rid = RequestId(base.wrapping_add(u128::from(p)));
+        match self
+            .command(spec.ranges[p as usize].group(), cmd, Some(rid))
+            .await?
+        {
+            StreamResult::Published(acks) => Ok(acks
+                .into_iter()
+                .map(|a| Published {
+                    partition: p,
+                    offset: a.offset,
+                    duplicate: a.duplicate,
+                })
+                .collect()),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub(crate) fn check_messages(&self, messages: &[NewMessage]) -> Result<(), MeridianError> {
