@@ -3,7 +3,7 @@
 //! the last revision it printed); `meridian lease grant|ttl|keep-alive|list|revoke` with
 //! `kv put --lease`, and the clear errors of a bad id or an unknown lease.
 
-use meridian_tests::process::ServerProcess;
+use meridian_tests::process::start_nodes;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -49,17 +49,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn kv_watch_resumes_across_a_killed_node_and_lease_commands_work() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<ServerProcess> = (1..=3)
-        .map(|i| {
-            ServerProcess::start(Path::new(BIN), i, &dir.path().join(format!("n{i}")), None)
-                .expect("start node")
-        })
-        .collect();
-    let all = nodes
-        .iter()
-        .map(|n| n.addr.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut nodes, all) = start_nodes(Path::new(BIN), dir.path(), 3).expect("start nodes");
     let out = Command::new(BIN)
         .args(["cluster", "init", "--endpoints", &all, "--ranges", "2"])
         .output()

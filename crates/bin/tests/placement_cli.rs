@@ -2,7 +2,7 @@
 //! `cluster init --split-at`, placement rules set, read, listed and deleted with
 //! `meridian placement`, and `cluster status` showing which rule governs which range.
 
-use meridian_tests::process::ServerProcess;
+use meridian_tests::process::start_nodes;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,17 +25,7 @@ fn ok(out: &Output) -> String {
 #[test]
 fn placement_rules_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<ServerProcess> = (1..=3)
-        .map(|i| {
-            ServerProcess::start(Path::new(BIN), i, &dir.path().join(format!("n{i}")), None)
-                .expect("start node")
-        })
-        .collect();
-    let eps = nodes
-        .iter()
-        .map(|n| n.addr.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (nodes, eps) = start_nodes(Path::new(BIN), dir.path(), 3).expect("start nodes");
 
     // Split keys must be sorted.
     let out = meridian(&[

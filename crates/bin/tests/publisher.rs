@@ -6,7 +6,7 @@
 
 use meridian_client::Publisher;
 use meridian_proto::v1 as pb;
-use meridian_tests::process::ServerProcess;
+use meridian_tests::process::start_nodes;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -41,17 +41,7 @@ fn request(stream: &str, value: String) -> pb::PublishRequest {
 #[test]
 fn concurrent_publishes_share_one_call() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<ServerProcess> = (1..=3)
-        .map(|i| {
-            ServerProcess::start(Path::new(BIN), i, &dir.path().join(format!("n{i}")), None)
-                .expect("start node")
-        })
-        .collect();
-    let eps = nodes
-        .iter()
-        .map(|n| n.addr.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut nodes, eps) = start_nodes(Path::new(BIN), dir.path(), 3).expect("start nodes");
     meridian(&["cluster", "init", "--endpoints", &eps]);
     meridian(&[
         "stream",

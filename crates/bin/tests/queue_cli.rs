@@ -3,7 +3,7 @@
 //! JSON (as curl would send it), and a `/v1/txn` writing a key, a stream message and a queue
 //! message together.
 
-use meridian_tests::process::ServerProcess;
+use meridian_tests::process::start_nodes;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -27,17 +27,7 @@ fn ok(out: &Output) -> String {
 #[test]
 fn queues_from_the_command_line_and_http() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<ServerProcess> = (1..=3)
-        .map(|i| {
-            ServerProcess::start(Path::new(BIN), i, &dir.path().join(format!("n{i}")), None)
-                .expect("start node")
-        })
-        .collect();
-    let eps = nodes
-        .iter()
-        .map(|n| n.addr.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (nodes, eps) = start_nodes(Path::new(BIN), dir.path(), 3).expect("start nodes");
     ok(&meridian(&["cluster", "init", "--endpoints", &eps]));
     let q = |args: &[&str]| {
         let mut v = vec!["queue", "--endpoints", &eps];

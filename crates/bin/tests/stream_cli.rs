@@ -3,7 +3,7 @@
 //! server-sent-event follow over plain HTTP; a consumer group's commit shown by `stream groups`;
 //! gRPC publish and follow; `cluster status` naming the stream's ranges.
 
-use meridian_tests::process::ServerProcess;
+use meridian_tests::process::start_nodes;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -28,17 +28,7 @@ fn ok(out: &Output) -> String {
 #[test]
 fn streams_from_the_command_line_and_http() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes: Vec<ServerProcess> = (1..=3)
-        .map(|i| {
-            ServerProcess::start(Path::new(BIN), i, &dir.path().join(format!("n{i}")), None)
-                .expect("start node")
-        })
-        .collect();
-    let eps = nodes
-        .iter()
-        .map(|n| n.addr.clone())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (nodes, eps) = start_nodes(Path::new(BIN), dir.path(), 3).expect("start nodes");
     let (a, b) = (nodes[0].addr.clone(), nodes[1].addr.clone());
     ok(&meridian(&["cluster", "init", "--endpoints", &eps]));
 

@@ -211,3 +211,17 @@ pub fn server_bin() -> PathBuf {
         .expect("test binary lives in target/<profile>/deps")
         .join("meridian")
 }
+
+/// Starts `n` nodes (ids 1 to `n`, data dirs `dir/n<id>`) on free ports and returns them with
+/// their addresses joined by commas (an `--endpoints` value).
+pub fn start_nodes(bin: &Path, dir: &Path, n: u64) -> anyhow::Result<(Vec<ServerProcess>, String)> {
+    let nodes = (1..=n)
+        .map(|i| ServerProcess::start(bin, i, &dir.join(format!("n{i}")), None))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let endpoints = nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok((nodes, endpoints))
+}
