@@ -54,7 +54,8 @@ pub struct BenchArgs {
     /// Concurrent clients, each with one request in flight.
     #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// gRPC connections the clients share [default: min(clients, 100)].
+    /// gRPC connections the clients share [default: min(clients, 100)]; `publish` with
+    /// `--target-leader`: connections to each partition's leader [default: 1].
     #[arg(long)]
     conns: Option<usize>,
     /// Requests to send in all.
