@@ -312,7 +312,8 @@ where
                     }
                     return Some(first);
                 }
-                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if hold_until.is_some() => {
+                // Lazy: no timer is made (nor the clock read) unless a request is held.
+                _ = async { if let Some(t) = hold_until { tokio::time::sleep_until(t).await } }, if hold_until.is_some() => {
                     if let Some((req, _)) = self.held.take() {
                         self.send_now(req, None);
                     }
