@@ -6,6 +6,9 @@
 # pipelined publisher, and 256 publishers one at a time), then
 # scripts/bench-nats.sh (a 3-node JetStream, R3 file stream) with the same sizes, so both sides
 # are measured within one run (the disk's speed drifts between runs).
+# Each server gets its share of the machine's cores (three nodes per side): Meridian's nodes
+# `--worker-threads`, JetStream's GOMAXPROCS (set in bench-nats.sh), both max(1, cores / 3).
+# WORKERS=N overrides Meridian's; GOMAXPROCS=N JetStream's.
 # Usage: scripts/bench-messaging.sh [TOTAL]   (default 20000; NATS=0 skips JetStream)
 set -euo pipefail
 TOTAL=${1:-20000}
@@ -13,13 +16,15 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/target/release/meridian
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p meridian)
 W=$(mktemp -d /tmp/meridian-msg-bench.XXXXXX)
+WORKERS=${WORKERS:-$(($(nproc) / 3 > 0 ? $(nproc) / 3 : 1))}
+echo "== meridian: 3 nodes, --worker-threads $WORKERS each"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 
 EPS=""
 for i in 1 2 3; do
-  "$BIN" server --id $i --listen 127.0.0.1:0 --data-dir "$W/m$i" --region r$i >"$W/m$i.out" 2>"$W/m$i.log" &
+  "$BIN" server --id $i --listen 127.0.0.1:0 --data-dir "$W/m$i" --region r$i --worker-threads "$WORKERS" >"$W/m$i.out" 2>"$W/m$i.log" &
   pids+=($!)
 done
 for i in 1 2 3; do

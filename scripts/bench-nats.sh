@@ -22,6 +22,9 @@
 #   WARMUP=500            acked publishes before each measured run
 #   OUT=FILE              also write the JSON lines to FILE
 #   TMPDIR=/tmp           where the temporary store directories go (removed on exit)
+#   GOMAXPROCS=N          threads each nats-server runs Go code on; default: its share of the
+#                         machine's cores, max(1, cores / 3), as bench-messaging.sh gives Meridian's
+#                         nodes (on 2 cores one each was faster than Go's default of one per core)
 # nats-server 2.9 acknowledges before fsync: its file store syncs in the background every
 # 2 minutes and 2.9 has no setting to change that (sync_interval / sync_always came in 2.10).
 set -euo pipefail
@@ -35,6 +38,7 @@ CONNECT=${CONNECT:-leader}
 E2E=${E2E:-1}
 WARMUP=${WARMUP:-500}
 OUT=${OUT:-}
+GOMAXPROCS=${GOMAXPROCS:-$(($(nproc) / 3 > 0 ? $(nproc) / 3 : 1))}
 
 # A scenario's publishers (p), per-publisher in-flight window (w) and connections (c, 0: one per
 # publisher); checked before anything starts.
@@ -115,7 +119,7 @@ cluster {
   routes: [$(echo $ROUTES | sed 's/ /, /g')]
 }
 EOF
-  nats-server -c "$W/n$i.conf" >"$W/n$i.log" 2>&1 &
+  GOMAXPROCS=$GOMAXPROCS nats-server -c "$W/n$i.conf" >"$W/n$i.log" 2>&1 &
   pids+=($!)
   URLS="$URLS,nats://127.0.0.1:$cport"
 done
@@ -133,7 +137,7 @@ for i in 1 2 3; do
   done
   [ -n "$ok" ] || { echo "nats-server n$i not healthy after 30 s" >&2; exit 1; }
 done
-echo "nats-server $NATS_VERSION: 3 nodes ready at $URLS (store $W)" >&2
+echo "nats-server $NATS_VERSION: 3 nodes ready at $URLS (store $W, GOMAXPROCS=$GOMAXPROCS)" >&2
 
 RESULTS=$W/results.jsonl
 : >"$RESULTS"
@@ -154,7 +158,7 @@ for r in $(seq "$REPEAT"); do
 done
 
 echo
-echo "NATS JetStream $NATS_VERSION, 3 nodes on loopback, R3 file stream, $SIZE-byte messages, $TOTAL per run, clients connect to: $CONNECT"
+echo "NATS JetStream $NATS_VERSION, 3 nodes on loopback (GOMAXPROCS=$GOMAXPROCS each), R3 file stream, $SIZE-byte messages, $TOTAL per run, clients connect to: $CONNECT"
 "$BIN" table "$RESULTS"
 echo
 echo "JSON lines:"

@@ -255,6 +255,8 @@ fn node_specs(args: &PlaygroundArgs, dir: &Path, wan: &WanTable) -> anyhow::Resu
         (None, Some(s)) => s.addrs.clone(),
         (None, None) => vec!["127.0.0.1:0".to_owned(); n as usize],
     };
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let worker_threads = worker_share(cores, n as usize);
     Ok(listen
         .into_iter()
         .zip(1..=n)
@@ -268,9 +270,19 @@ fn node_specs(args: &PlaygroundArgs, dir: &Path, wan: &WanTable) -> anyhow::Resu
                 data_dir: dir.join(format!("node{id}")),
                 log_path: dir.join(format!("node{id}.log")),
                 wan: wan.to_string(),
+                worker_threads,
             }
         })
         .collect())
+}
+
+/// Worker threads for each of `nodes` nodes on a machine of `cores` cores: its share of them, at
+/// least one. Nodes that each run one worker per core wake each other's idle workers on every
+/// message: on 2 cores, three nodes with one worker each published 9–32 % more messages one
+/// at a time, 11–26 % more at 64 publishers on one connection, and the same on 64 connections
+/// (docs/benchmarks.md, fourteenth session).
+fn worker_share(cores: usize, nodes: usize) -> usize {
+    (cores / nodes.max(1)).max(1)
 }
 
 /// Region and zone of node `id` (1-based): regions round-robin, zones `a`, `b`, ... in turn
@@ -379,6 +391,15 @@ mod tests {
 
     fn wan() -> WanTable {
         WanTable::parse(PLAYGROUND_WAN).unwrap()
+    }
+
+    #[test]
+    fn each_node_gets_its_share_of_the_cores_and_at_least_one() {
+        assert_eq!(worker_share(2, 3), 1);
+        assert_eq!(worker_share(2, 5), 1);
+        assert_eq!(worker_share(16, 5), 3);
+        assert_eq!(worker_share(8, 1), 8);
+        assert_eq!(worker_share(1, 9), 1);
     }
 
     #[test]

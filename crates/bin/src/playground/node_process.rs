@@ -39,6 +39,8 @@ pub struct NodeSpec {
     pub log_path: PathBuf,
     /// The simulated WAN table (`--wan`).
     pub wan: String,
+    /// The node's share of the machine's cores (`--worker-threads`).
+    pub worker_threads: usize,
 }
 
 /// A running node.
@@ -79,6 +81,8 @@ impl NodeProcess {
             .arg(&spec.zone)
             .arg("--wan")
             .arg(&spec.wan)
+            .arg("--worker-threads")
+            .arg(spec.worker_threads.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
