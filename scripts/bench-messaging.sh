@@ -17,7 +17,7 @@ BIN=$ROOT/target/release/meridian
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p meridian)
 W=$(mktemp -d /tmp/meridian-msg-bench.XXXXXX)
 WORKERS=${WORKERS:-$(($(nproc) / 3 > 0 ? $(nproc) / 3 : 1))}
-echo "== meridian: 3 nodes, --worker-threads $WORKERS each"
+echo "== 3 Meridian nodes, --worker-threads $WORKERS each"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT

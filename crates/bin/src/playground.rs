@@ -279,8 +279,8 @@ fn node_specs(args: &PlaygroundArgs, dir: &Path, wan: &WanTable) -> anyhow::Resu
 /// Worker threads for each of `nodes` nodes on a machine of `cores` cores: its share of them, at
 /// least one. Nodes that each run one worker per core wake each other's idle workers on every
 /// message: on 2 cores, three nodes with one worker each published 9–32 % more messages one
-/// at a time, 11–26 % more at 64 publishers on one connection, and the same on 64 connections
-/// (docs/benchmarks.md, fourteenth session).
+/// at a time, 11–26 % more at 64 publishers on one connection, 8–18 % more with 256 in flight,
+/// and the same on 64 connections (docs/benchmarks.md, fourteenth session).
 fn worker_share(cores: usize, nodes: usize) -> usize {
     (cores / nodes.max(1)).max(1)
 }
