@@ -296,6 +296,12 @@ where
             }
             let may_send = !self.input_done && self.inflight.len() < APPEND_INFLIGHT_MAX;
             let hold_until = self.held.as_ref().map(|(_, at)| *at + COMMIT_HOLD_MAX);
+            // Lazy: no timer is made (nor the clock read) unless a request is held.
+            let hold_expired = async {
+                if let Some(t) = hold_until {
+                    tokio::time::sleep_until(t).await
+                }
+            };
             tokio::select! {
                 biased;
                 Some((resp, range, carried)) = self.inflight.next(), if !self.inflight.is_empty() => {
@@ -312,8 +318,7 @@ where
                     }
                     return Some(first);
                 }
-                // Lazy: no timer is made (nor the clock read) unless a request is held.
-                _ = async { if let Some(t) = hold_until { tokio::time::sleep_until(t).await } }, if hold_until.is_some() => {
+                _ = hold_expired, if hold_until.is_some() => {
                     if let Some((req, _)) = self.held.take() {
                         self.send_now(req, None);
                     }

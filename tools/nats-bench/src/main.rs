@@ -6,8 +6,9 @@
 //! Subcommands:
 //!   nats-bench run   --urls U1,U2,U3 --scenario NAME --publishers P --inflight W --total N [...]
 //!       Recreates the stream (file storage, R replicas), warms it up, then P publishers, each
-//!       on its own connection (or sharing --conns C), publish N messages between them with at most W publishes
-//!       awaiting their ack per publisher (W = 1: publish, await the ack, publish the next).
+//!       on its own connection (or sharing --conns C), publish N messages between them with at
+//!       most W publishes awaiting their ack per publisher (W = 1: publish, await the ack,
+//!       publish the next).
 //!       Prints one JSON line on stdout and a human summary on stderr.
 //!   nats-bench table FILE...
 //!       Prints the JSON lines of earlier runs as one table.
