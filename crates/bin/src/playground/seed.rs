@@ -1,6 +1,7 @@
 //! The playground's demo objects: an event stream `demo-events` (3 partitions, kept 1 day) and
-//! a work queue `demo-jobs` (30 s visibility, 5 deliveries, then `demo-jobs-dead`), each with one
-//! message, so `meridian stream read` and `meridian queue receive` show something at once.
+//! a work queue `demo-jobs` (30 s visibility, 5 deliveries, then `demo-jobs-dead`). Each stream
+//! partition and the queue get one message, so `meridian stream read` (whichever partition) and
+//! `meridian queue receive` show something at once.
 //! Creating them again (a kept playground restarted) changes nothing.
 
 use anyhow::{Context, bail};
@@ -8,6 +9,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 pub const DEMO_STREAM: &str = "demo-events";
+/// The demo stream's partitions; the playground's hints name each.
+pub const DEMO_PARTITIONS: u32 = 3;
 pub const DEMO_QUEUE: &str = "demo-jobs";
 pub const DEMO_DEAD_LETTER: &str = "demo-jobs-dead";
 /// A file in the data directory saying the demo messages were sent once (a kept playground).
@@ -22,7 +25,7 @@ pub async fn seed(addr: &str, fresh: bool) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let base = format!("http://{addr}/v1");
-    let stream = json!({"name": DEMO_STREAM, "partitions": 3, "retention": "1d"});
+    let stream = json!({"name": DEMO_STREAM, "partitions": DEMO_PARTITIONS, "retention": "1d"});
     call(
         &http,
         reqwest::Method::POST,
@@ -52,10 +55,15 @@ pub async fn seed(addr: &str, fresh: bool) -> anyhow::Result<()> {
     )
     .await?;
     if fresh {
-        let msg = json!({"key": "welcome", "value": "hello from the playground"});
-        let url = format!("{base}/streams/{DEMO_STREAM}/messages");
-        call(&http, reqwest::Method::POST, &url, &msg, false).await?;
-        let job = json!({"body": "resize image 42"});
+        for p in 0..DEMO_PARTITIONS {
+            // A deduplication id: a retry after a lost answer adds no second copy.
+            let msg = json!({"key": "welcome",
+                "value": format!("hello from the playground (partition {p})"),
+                "dedup_id": format!("playground-welcome-{p}")});
+            let url = format!("{base}/streams/{DEMO_STREAM}/messages?partition={p}");
+            call(&http, reqwest::Method::POST, &url, &msg, false).await?;
+        }
+        let job = json!({"body": "resize image 42", "dedup_id": "playground-job"});
         let url = format!("{q}/{DEMO_QUEUE}/messages");
         call(&http, reqwest::Method::POST, &url, &job, false).await?;
     }
