@@ -9,7 +9,10 @@
 # Each server gets its share of the machine's cores (three nodes per side): Meridian's nodes
 # `--worker-threads`, JetStream's GOMAXPROCS (set in bench-nats.sh), both max(1, cores / 3).
 # WORKERS=N overrides Meridian's; GOMAXPROCS=N JetStream's.
-# Usage: scripts/bench-messaging.sh [TOTAL]   (default 20000; NATS=0 skips JetStream)
+# Last, scripts/durable-floor.sh (one round; needs gcc): the fastest one-at-a-time publish this
+# machine allows when a majority of three fsyncs before the answer, with no consensus code at all.
+# Usage: scripts/bench-messaging.sh [TOTAL]   (default 20000; NATS=0 skips JetStream, FLOOR=0 the
+# floor)
 set -euo pipefail
 TOTAL=${1:-20000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,4 +69,7 @@ pids=()
 if [ "${NATS:-1}" != 0 ]; then
   echo "== NATS JetStream (scripts/bench-nats.sh)"
   TOTAL=$TOTAL SCENARIOS="sync-1 sync-64 sync-64-shared async-256" bash "$ROOT/scripts/bench-nats.sh"
+fi
+if [ "${FLOOR:-1}" != 0 ] && command -v gcc >/dev/null; then
+  ROUNDS=1 bash "$ROOT/scripts/durable-floor.sh" 5000
 fi
