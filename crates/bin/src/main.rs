@@ -79,6 +79,24 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// The async runtime for `workers` threads (the machine's cores when `None`). One worker is a
+/// single-threaded runtime: every task runs on the thread that drives it, with none of the
+/// multi-threaded scheduler's hand-offs between that thread and a worker. On 2 cores with three
+/// nodes (one thread each), against a multi-threaded runtime of one worker: the leader's CPU per
+/// publish 8–13 % lower and publishes one at a time mostly 6–9 % faster; with more in flight,
+/// within the drift (docs/benchmarks.md, fifteenth session).
+fn runtime_builder(workers: Option<usize>) -> tokio::runtime::Builder {
+    match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
@@ -92,11 +110,8 @@ fn main() -> std::process::ExitCode {
         },
         _ => None,
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = runtime_builder(workers);
     builder.enable_all();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
     let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -63,7 +63,8 @@ pub struct ServerArgs {
     wan: Option<String>,
     /// Threads that run the node's async work (requests, Raft, replication); fsyncs have a
     /// thread of their own. Like GOMAXPROCS for a Go server: nodes sharing a machine can be
-    /// given a share of its cores each [default: the machine's cores].
+    /// given a share of its cores each. 1 runs everything on one single-threaded runtime
+    /// [default: the machine's cores].
     #[arg(long, env = "MERIDIAN_WORKER_THREADS", value_parser = clap::value_parser!(u64).range(1..=1024))]
     worker_threads: Option<u64>,
 }
