@@ -2,7 +2,7 @@
 //! Debian's `etcdctl`; the leader is killed with SIGKILL while writes flow, then restarted; every
 //! acknowledged write must be readable from every node and the replicas must agree.
 
-use meridian_tests::process::ServerProcess;
+use meridian_tests::process::{ServerOptions, ServerProcess};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,11 +13,22 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_meridian");
 
+/// Starts `n` nodes and initialises them. Odd-numbered nodes run with `--worker-threads 1` (a
+/// single-threaded runtime, as the playground gives each node on a small machine), even ones
+/// with the default multi-threaded runtime, so both lead, follow, die and recover here.
 fn start_cluster(dir: &Path, n: u64, ranges: u32) -> Vec<ServerProcess> {
     let nodes: Vec<ServerProcess> = (1..=n)
         .map(|i| {
-            ServerProcess::start(Path::new(BIN), i, &dir.join(format!("node{i}")), None)
-                .expect("start node")
+            let opts = ServerOptions {
+                args: if i % 2 == 1 {
+                    vec!["--worker-threads".into(), "1".into()]
+                } else {
+                    vec![]
+                },
+                ..ServerOptions::default()
+            };
+            let data = dir.join(format!("node{i}"));
+            ServerProcess::start_with(Path::new(BIN), i, &data, None, opts).expect("start node")
         })
         .collect();
     let eps: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
