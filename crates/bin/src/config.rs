@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub election_timeout_min_ms: Option<u64>,
     pub election_timeout_max_ms: Option<u64>,
     pub snapshot_logs_max: Option<u64>,
+    pub snapshot_log_bytes: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub node_dead_after_secs: Option<u64>,
     pub unclaimed_range_grace_secs: Option<u64>,

@@ -49,6 +49,10 @@ pub struct ServerArgs {
     /// Build a snapshot (and purge the log before it) after this many entries.
     #[arg(long, env = "MERIDIAN_SNAPSHOT_LOGS_MAX")]
     snapshot_logs_max: Option<u64>,
+    /// Also build one once the log appended since the last snapshot is larger than this many
+    /// bytes and than that snapshot [default: 67108864, 64 MiB].
+    #[arg(long, env = "MERIDIAN_SNAPSHOT_LOG_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_log_bytes: Option<u64>,
     /// A node silent this long counts as dead and its replicas are replaced [default: 60].
     #[arg(long, env = "MERIDIAN_NODE_DEAD_AFTER_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     node_dead_after_secs: Option<u64>,
@@ -127,6 +131,12 @@ fn node_config(a: &ServerArgs, f: FileConfig, listen: &str) -> anyhow::Result<No
     cfg.raft.snapshot_logs_max = pick(a.snapshot_logs_max, f.snapshot_logs_max, || {
         d.snapshot_logs_max
     });
+    cfg.raft.snapshot_log_bytes_min = pick(a.snapshot_log_bytes, f.snapshot_log_bytes, || {
+        d.snapshot_log_bytes_min
+    });
+    if cfg.raft.snapshot_log_bytes_min == 0 {
+        bail!("snapshot_log_bytes in the config file must be at least 1");
+    }
     let secs = |s: u64| Duration::from_secs(s);
     cfg.node_dead_after = pick(
         a.node_dead_after_secs.map(secs),
@@ -349,6 +359,24 @@ mod tests {
         );
         let zero = Cli::try_parse_from(["meridian", "--unclaimed-range-grace-secs", "0"]);
         assert!(zero.is_err());
+    }
+
+    #[test]
+    fn snapshot_log_bytes_come_from_the_flag_then_the_file_and_zero_is_refused() {
+        let file = |n| FileConfig {
+            snapshot_log_bytes: Some(n),
+            ..Default::default()
+        };
+        let cfg = node_config(&args(&[]), FileConfig::default(), "127.0.0.1:1").unwrap();
+        assert_eq!(cfg.raft.snapshot_log_bytes_min, 64 << 20);
+        let cfg = node_config(&args(&[]), file(4096), "127.0.0.1:1").unwrap();
+        assert_eq!(cfg.raft.snapshot_log_bytes_min, 4096);
+        let flags = args(&["--snapshot-log-bytes", "1000"]);
+        let cfg = node_config(&flags, file(4096), "127.0.0.1:1").unwrap();
+        assert_eq!(cfg.raft.snapshot_log_bytes_min, 1000);
+        let err = node_config(&args(&[]), file(0), "127.0.0.1:1").unwrap_err();
+        assert!(err.to_string().contains("snapshot_log_bytes"), "{err}");
+        assert!(Cli::try_parse_from(["meridian", "--snapshot-log-bytes", "0"]).is_err());
     }
 
     #[test]

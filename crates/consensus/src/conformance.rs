@@ -1,6 +1,7 @@
 //! openraft's own storage conformance suite, run against this crate's log store and state
 //! machine on a real fjall store in a temp dir.
 
+use crate::log_growth::LogGrowth;
 use crate::log_store::GroupLogStore;
 use crate::state_machine::GroupStateMachine;
 use crate::typ::TypeConfig;
@@ -22,8 +23,11 @@ impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDi
         let store: Arc<dyn LogStore> =
             Arc::new(DiskStore::open(DiskStoreConfig::new(dir.path())).expect("open the store"));
         let group = GroupId(7);
-        let sm = GroupStateMachine::open(group, store.clone()).expect("open the state machine");
-        Ok((dir, GroupLogStore::new(group, store), sm))
+        // Never past its floor: the suite checks snapshots it asks for itself.
+        let growth = Arc::new(LogGrowth::new(u64::MAX));
+        let sm = GroupStateMachine::open(group, store.clone(), growth.clone())
+            .expect("open the state machine");
+        Ok((dir, GroupLogStore::new(group, store, growth), sm))
     }
 }
 

@@ -2,6 +2,7 @@
 //! sees.
 
 use crate::freshness::{Echo, FollowerFreshness, LeaderSnapshot, Proof};
+use crate::log_growth::LogGrowth;
 use crate::log_store::GroupLogStore;
 use crate::network::{
     M_APPEND, M_PRE_VOTE, M_SNAPSHOT, M_TRANSFER_LEADER, M_VOTE, NetFactory, RaftRouter,
@@ -32,6 +33,9 @@ pub struct GroupConfig {
     pub election_timeout_max_ms: u64,
     /// A snapshot is built after this many entries, and the log before it purged.
     pub snapshot_logs_max: u64,
+    /// A snapshot is also built once the entries a replica appended since its last one (or
+    /// since it started) take more bytes than this and than that snapshot (`log_growth.rs`).
+    pub snapshot_log_bytes_min: u64,
     /// Entries kept in the log after a snapshot, so a briefly lagging follower needs no snapshot.
     pub logs_kept_after_snapshot: u64,
 }
@@ -46,6 +50,8 @@ impl Default for GroupConfig {
             // serializes the whole range, so building one every few thousand writes costs more
             // than it saves.
             snapshot_logs_max: 100_000,
+            // With values of up to 1 MiB, 100,000 entries could be 100 GB of log.
+            snapshot_log_bytes_min: 64 << 20,
             logs_kept_after_snapshot: 5_000,
         }
     }
@@ -173,8 +179,9 @@ impl RaftGroup {
                 .validate()
                 .map_err(|e| MeridianError::internal(format!("raft config: {e}")))?,
         );
-        let log = GroupLogStore::new(group, store.clone());
-        let sm = GroupStateMachine::open(group, store).map_err(|e| {
+        let growth = Arc::new(LogGrowth::new(cfg.snapshot_log_bytes_min));
+        let log = GroupLogStore::new(group, store.clone(), growth.clone());
+        let sm = GroupStateMachine::open(group, store, growth.clone()).map_err(|e| {
             MeridianError::new(
                 ErrorCode::Corruption,
                 format!("open state of group {group}: {e}"),
@@ -215,7 +222,7 @@ impl RaftGroup {
                 }
             }),
         );
-        Ok(Self(Arc::new(GroupParts {
+        let parts = Arc::new(GroupParts {
             group,
             me,
             raft,
@@ -225,7 +232,9 @@ impl RaftGroup {
             gate: Arc::default(),
             reads: ReadRounds::default(),
             follower_reads: ReadRounds::default(),
-        })))
+        });
+        growth.attach(Arc::downgrade(&parts));
+        Ok(Self(parts))
     }
 
     pub fn group(&self) -> GroupId {

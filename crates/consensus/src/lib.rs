@@ -10,6 +10,7 @@
 mod entry_cache;
 mod freshness;
 mod group;
+mod log_growth;
 mod log_store;
 mod membership;
 mod network;

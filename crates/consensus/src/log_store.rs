@@ -1,6 +1,7 @@
 //! openraft's log storage for one group, on the node's shared [`LogStore`].
 
 use crate::entry_cache::EntryCache;
+use crate::log_growth::LogGrowth;
 use crate::typ::{Entry, LogId, TypeConfig, Vote};
 use meridian_storage::LogStore;
 use meridian_types::GroupId;
@@ -25,14 +26,17 @@ pub(crate) struct GroupLogStore {
     /// Entries are added after the disk has them and removed before the disk loses them, so a
     /// read the cache answers gives what the disk would.
     cache: Arc<parking_lot::Mutex<EntryCache>>,
+    /// Bytes appended since the last snapshot: asks for one when the log grows too big.
+    growth: Arc<LogGrowth>,
 }
 
 impl GroupLogStore {
-    pub(crate) fn new(group: GroupId, store: Arc<dyn LogStore>) -> Self {
+    pub(crate) fn new(group: GroupId, store: Arc<dyn LogStore>, growth: Arc<LogGrowth>) -> Self {
         Self {
             group,
             store,
             cache: Arc::default(),
+            growth,
         }
     }
 
@@ -132,11 +136,16 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     {
         let mut records = Vec::new();
         let mut appended = Vec::new();
+        let mut total = 0u64;
         for e in entries {
             let bytes = postcard::to_allocvec(&e).map_err(io::Error::other)?;
             let size = bytes.len();
+            total += size as u64;
             records.push((e.index(), bytes));
             appended.push((e, size));
+        }
+        if self.growth.appended(total) {
+            self.growth.request_snapshot();
         }
         self.store.append(
             self.group,

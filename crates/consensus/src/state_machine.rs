@@ -2,6 +2,7 @@
 //! [`GroupState`](meridian_state::GroupState) and keeps its snapshot durable and checksummed in
 //! the node's store.
 
+use crate::log_growth::LogGrowth;
 use crate::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use meridian_state::{CommandResult, GroupState};
@@ -39,6 +40,8 @@ pub(crate) struct GroupStateMachine {
     /// Bumped after every applied batch and installed snapshot: what watchers wait on, so
     /// their events come from this node's own apply path.
     pub(crate) applied: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Told each snapshot's size, so the log's byte trigger starts again from it.
+    growth: Arc<LogGrowth>,
 }
 
 fn invalid(what: &str, e: impl std::fmt::Display) -> io::Error {
@@ -48,7 +51,11 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> io::Error {
 impl GroupStateMachine {
     /// Opens the state machine from its last durable snapshot; openraft re-applies the
     /// committed log after it.
-    pub(crate) fn open(group: GroupId, store: Arc<dyn LogStore>) -> io::Result<Self> {
+    pub(crate) fn open(
+        group: GroupId,
+        store: Arc<dyn LogStore>,
+        growth: Arc<LogGrowth>,
+    ) -> io::Result<Self> {
         let data = match store.get_blob(group, META_SNAPSHOT)? {
             None => SmData::default(),
             Some(bytes) => {
@@ -62,6 +69,7 @@ impl GroupStateMachine {
             store,
             data: Arc::new(RwLock::new(data)),
             applied: Arc::new(tokio::sync::watch::Sender::new(0)),
+            growth,
         })
     }
 
@@ -95,6 +103,7 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
             data: bytes,
         };
         self.save_snapshot(&stored)?;
+        self.growth.snapshotted(stored.data.len() as u64);
         // The snapshot is durable; openraft has not yet purged the log it covers.
         meridian_storage::crash_point!("consensus::snapshot::build::after_save");
         tracing::info!(
@@ -165,6 +174,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     ) -> Result<(), io::Error> {
         let new: SmData =
             postcard::from_bytes(&snapshot).map_err(|e| invalid("decode received snapshot", e))?;
+        let len = snapshot.len() as u64;
         // Received and decoded, nothing written.
         meridian_storage::crash_point!("consensus::snapshot::install::before_save");
         self.save_snapshot(&StoredSnapshot {
@@ -174,6 +184,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         // Durable, but neither the state in memory nor openraft's log knows it yet.
         meridian_storage::crash_point!("consensus::snapshot::install::after_save");
         *self.data.write() = new;
+        self.growth.snapshotted(len);
         self.applied.send_modify(|n| *n = n.wrapping_add(1));
         tracing::info!(group_id = self.group.0, last_log_id = ?meta.last_log_id.map(|l| l.index), "installed snapshot");
         Ok(())

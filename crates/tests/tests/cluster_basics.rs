@@ -129,6 +129,42 @@ async fn far_behind_node_gets_a_snapshot() {
     c.shutdown().await;
 }
 
+/// Large values fill the log long before the entry count: the byte trigger snapshots every
+/// replica and purges the log behind it, and the state read back is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn log_bytes_trigger_a_snapshot_before_the_entry_count() {
+    let c = TestCluster::start_with(3, 1, |cfg| {
+        cfg.raft.snapshot_logs_max = 1_000_000;
+        cfg.raft.snapshot_log_bytes_min = 256 << 10;
+        cfg.raft.logs_kept_after_snapshot = 5;
+    })
+    .await
+    .unwrap();
+    let value = "v".repeat(32 << 10);
+    // 40 puts of 32 KiB: 1.25 MiB of log, far under a million entries.
+    for i in 0..40 {
+        c.put(NodeId(1), &format!("big{i:02}"), &value)
+            .await
+            .unwrap();
+    }
+    for id in c.ids.clone() {
+        wait_until("every replica to snapshot on log bytes", T, || async {
+            c.node(id)
+                .group(GroupId(1))
+                .unwrap()
+                .status()
+                .snapshot_index
+                > 0
+        })
+        .await
+        .unwrap();
+    }
+    c.wait_converged(T).await.unwrap();
+    c.assert_value(NodeId(3), "big39", Consistency::Local, Some(value.as_str()))
+        .await;
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_node_joins_and_serves_requests() {
     let mut c = TestCluster::start(3, 2).await.unwrap();
