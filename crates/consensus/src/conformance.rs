@@ -24,7 +24,7 @@ impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDi
             Arc::new(DiskStore::open(DiskStoreConfig::new(dir.path())).expect("open the store"));
         let group = GroupId(7);
         // Never past its floor: the suite checks snapshots it asks for itself.
-        let growth = Arc::new(LogGrowth::new(u64::MAX));
+        let growth = Arc::new(LogGrowth::new(u64::MAX, 0));
         let sm = GroupStateMachine::open(group, store.clone(), growth.clone())
             .expect("open the state machine");
         Ok((dir, GroupLogStore::new(group, store, growth), sm))

@@ -77,6 +77,8 @@ pub struct GroupStatus {
     pub committed_index: u64,
     pub applied_index: u64,
     pub snapshot_index: u64,
+    /// The last log index purged (0: none).
+    pub purged_index: u64,
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
 }
@@ -179,7 +181,10 @@ impl RaftGroup {
                 .validate()
                 .map_err(|e| MeridianError::internal(format!("raft config: {e}")))?,
         );
-        let growth = Arc::new(LogGrowth::new(cfg.snapshot_log_bytes_min));
+        let growth = Arc::new(LogGrowth::new(
+            cfg.snapshot_log_bytes_min,
+            cfg.logs_kept_after_snapshot,
+        ));
         let log = GroupLogStore::new(group, store.clone(), growth.clone());
         let sm = GroupStateMachine::open(group, store, growth.clone()).map_err(|e| {
             MeridianError::new(
@@ -474,6 +479,7 @@ impl RaftGroup {
             committed_index: m.local_committed.map(|l| l.index).unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             voters: voters.into_iter().map(NodeId).collect(),
             learners: learners.into_iter().map(NodeId).collect(),
         }

@@ -144,7 +144,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             records.push((e.index(), bytes));
             appended.push((e, size));
         }
-        if self.growth.appended(total) {
+        if self.growth.appended(appended.len() as u64, total) {
             self.growth.request_snapshot();
         }
         self.store.append(
