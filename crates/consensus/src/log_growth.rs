@@ -82,6 +82,8 @@ impl LogGrowth {
     /// log behind it down to [`keep`](Self::keep) entries (in the background).
     pub(crate) fn request_snapshot(&self) {
         let Some(parts) = self.group.get().and_then(Weak::upgrade) else {
+            // Not open yet (or closing): ask again at the next append.
+            self.requested.store(false, Ordering::Relaxed);
             return;
         };
         let keep = self.keep();
