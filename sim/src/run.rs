@@ -184,6 +184,8 @@ fn start_host(
             cfg.raft = GroupConfig {
                 snapshot_logs_max: 200,
                 logs_kept_after_snapshot: 20,
+                // No blocking pool here: a real thread would make runs unrepeatable.
+                snapshot_io_off_runtime: false,
                 ..GroupConfig::default()
             };
             cfg.request_timeout = Duration::from_secs(4);

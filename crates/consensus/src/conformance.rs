@@ -25,7 +25,7 @@ impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDi
         let group = GroupId(7);
         // Never past its floor: the suite checks snapshots it asks for itself.
         let growth = Arc::new(LogGrowth::new(u64::MAX, 0));
-        let sm = GroupStateMachine::open(group, store.clone(), growth.clone())
+        let sm = GroupStateMachine::open(group, store.clone(), growth.clone(), true)
             .expect("open the state machine");
         Ok((dir, GroupLogStore::new(group, store, growth), sm))
     }

@@ -38,6 +38,9 @@ pub struct GroupConfig {
     pub snapshot_log_bytes_min: u64,
     /// Entries kept in the log after a snapshot, so a briefly lagging follower needs no snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// Encode, write and read snapshots on tokio's blocking pool, off the node's runtime
+    /// threads; false does it inline (the deterministic simulation has no blocking pool).
+    pub snapshot_io_off_runtime: bool,
 }
 
 impl Default for GroupConfig {
@@ -53,6 +56,7 @@ impl Default for GroupConfig {
             // With values of up to 1 MiB, 100,000 entries could be 100 GB of log.
             snapshot_log_bytes_min: 64 << 20,
             logs_kept_after_snapshot: 5_000,
+            snapshot_io_off_runtime: true,
         }
     }
 }
@@ -186,12 +190,13 @@ impl RaftGroup {
             cfg.logs_kept_after_snapshot,
         ));
         let log = GroupLogStore::new(group, store.clone(), growth.clone());
-        let sm = GroupStateMachine::open(group, store, growth.clone()).map_err(|e| {
-            MeridianError::new(
-                ErrorCode::Corruption,
-                format!("open state of group {group}: {e}"),
-            )
-        })?;
+        let sm = GroupStateMachine::open(group, store, growth.clone(), cfg.snapshot_io_off_runtime)
+            .map_err(|e| {
+                MeridianError::new(
+                    ErrorCode::Corruption,
+                    format!("open state of group {group}: {e}"),
+                )
+            })?;
         let net = NetFactory(GroupNetworkFactory::new(router.clone(), group));
         let raft = Raft::new(me.0, config, net, log, sm.clone())
             .await
