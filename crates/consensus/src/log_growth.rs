@@ -94,24 +94,25 @@ impl LogGrowth {
             "log bytes since the last snapshot passed the threshold: building one"
         );
         tokio::spawn(async move {
-            let mut metrics = parts.raft.metrics();
-            let before = metrics.borrow_watched().snapshot.map(|l| l.index);
+            let before = parts
+                .raft
+                .metrics()
+                .borrow_watched()
+                .snapshot
+                .map(|l| l.index);
             if let Err(e) = parts.raft.trigger().snapshot().await {
                 tracing::debug!(group_id = parts.group.0, error = %e, "snapshot not triggered");
                 return;
             }
-            let built = tokio::time::timeout(SNAPSHOT_WAIT_MAX, async {
-                loop {
-                    let now = metrics.borrow_watched().snapshot.map(|l| l.index);
-                    if now > before {
-                        return now;
-                    }
-                    if metrics.changed().await.is_err() {
-                        return None;
-                    }
-                }
-            })
-            .await;
+            let built = parts
+                .raft
+                .wait(Some(SNAPSHOT_WAIT_MAX))
+                .metrics(
+                    |m| m.snapshot.map(|l| l.index) > before,
+                    "the requested snapshot",
+                )
+                .await
+                .map(|m| m.snapshot.map(|l| l.index));
             if let Ok(Some(index)) = built
                 && index > keep
             {
